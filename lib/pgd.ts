@@ -206,7 +206,7 @@ export async function pgd(
     }
   }
   const result: PgdResult = {
-    adv: tf.tensor(worst, x.shape as number[]) as tf.Tensor4D,
+    adv: tf.tensor4d(worst, x.shape as [number, number, number, number]),
     robust,
     finalLosses,
     correct,
