@@ -7,7 +7,8 @@
  * operand falls back to a naive loop. {@linkcode registerWasmBackend} replaces
  * those three kernels with compositions of the backend's own fast kernels:
  * every gradient becomes an XNNPACK convolution or fully connected product on
- * transposed, flipped or zero-interleaved operands.
+ * transposed, flipped or zero-interleaved operands. Registering does not
+ * change the current backend.
  *
  * ```ts
  * import { tf } from "./tf.ts";
@@ -52,6 +53,9 @@ let registering: Promise<void> | undefined;
  */
 export function registerWasmBackend(): Promise<void> {
   registering ??= (async () => {
+    // Pin the current (or default) backend first: wasm outranks cpu, and would
+    // otherwise become the (not yet initialised) default of a fresh engine.
+    tf.backend();
     const wasm = await import("@tensorflow/tfjs-backend-wasm");
     wasm.setWasmPaths(wasmDistDir());
     installKernels();
