@@ -1,0 +1,375 @@
+/**
+ * The "native" (BLAS via FFI) backend against the reference `cpu` backend:
+ * every kernel it replaces on random shapes, model A's gradients and a few
+ * Adam steps. Skipped where no BLAS loads (no --allow-ffi, no library).
+ *
+ *   deno test --allow-ffi --allow-env=BLAS_LIBRARY --allow-read tests/native_test.ts
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { loadBlas } from "../lib/blas.ts";
+import { capacityShape, logits, mnistNet, MODEL_A } from "../lib/models.ts";
+import { NATIVE_BACKEND, registerNativeBackend } from "../lib/native.ts";
+import { tf } from "../lib/tf.ts";
+
+const blas = loadBlas();
+const ignore = !blas.ok;
+if (!blas.ok) console.warn(`native backend tests skipped: ${blas.reason}`);
+
+const TOL = 1e-4;
+
+/** Deterministic uniform numbers in [lo, hi) (mulberry32). */
+function random(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
+  }
+  return out;
+}
+
+function tensor(shape: number[], seed: number, lo = -1, hi = 1): tf.Tensor {
+  return tf.tensor(random(shape.reduce((p, q) => p * q, 1), seed, lo, hi), shape);
+}
+
+/** Runs `f` on the cpu and on the native backend; returns each output's values. */
+async function both(f: () => tf.Tensor | tf.Tensor[]): Promise<[Float32Array[], Float32Array[]]> {
+  const results: Float32Array[][] = [];
+  for (const backend of ["cpu", NATIVE_BACKEND]) {
+    await tf.setBackend(backend);
+    const out = tf.tidy(f);
+    const list = Array.isArray(out) ? out : [out];
+    results.push(list.map((t) => t.dataSync() as Float32Array));
+    tf.dispose(list);
+  }
+  return [results[0], results[1]];
+}
+
+/** max |a − b| / max(max |b|, 1e-3), elementwise over the whole array. */
+function relErr(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length, "length");
+  let diff = 0, scale = 1e-3;
+  for (let i = 0; i < a.length; i++) {
+    if (Object.is(a[i], b[i]) || a[i] === b[i]) continue; // NaN, ±∞ and exact matches
+    if (!Number.isFinite(a[i]) || !Number.isFinite(b[i])) return Infinity;
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / scale;
+}
+
+async function assertSame(what: string, f: () => tf.Tensor | tf.Tensor[], tol = TOL) {
+  const [ref, got] = await both(f);
+  assert.equal(got.length, ref.length);
+  for (let i = 0; i < ref.length; i++) {
+    const e = relErr(got[i], ref[i]);
+    assert.ok(e <= tol, `${what} (output ${i}): relative error ${e} > ${tol}`);
+  }
+}
+
+const setup = async () => {
+  const r = await registerNativeBackend();
+  assert.ok(r.ok, r.ok ? "" : r.reason);
+};
+
+type Pad = "same" | "valid" | [[number, number], [number, number], [number, number], [number, number]];
+interface ConvCase {
+  n: number;
+  h: number;
+  w: number;
+  cin: number;
+  cout: number;
+  k: [number, number];
+  stride: number;
+  pad: Pad;
+  dilation?: number;
+}
+
+const CONVS: ConvCase[] = [
+  { n: 1, h: 7, w: 9, cin: 3, cout: 4, k: [3, 3], stride: 1, pad: "same" },
+  { n: 2, h: 8, w: 8, cin: 2, cout: 5, k: [3, 3], stride: 2, pad: "same" },
+  { n: 3, h: 9, w: 7, cin: 3, cout: 2, k: [5, 5], stride: 2, pad: "valid" },
+  { n: 2, h: 11, w: 10, cin: 1, cout: 6, k: [5, 5], stride: 1, pad: "same" },
+  { n: 2, h: 6, w: 6, cin: 4, cout: 3, k: [1, 1], stride: 1, pad: "valid" },
+  { n: 1, h: 6, w: 5, cin: 2, cout: 3, k: [2, 3], stride: 1, pad: "same" },
+  { n: 2, h: 7, w: 8, cin: 2, cout: 3, k: [3, 2], stride: 2, pad: [[0, 0], [1, 2], [2, 0], [0, 0]] },
+  { n: 1, h: 9, w: 9, cin: 2, cout: 3, k: [3, 3], stride: 1, pad: "same", dilation: 2 },
+];
+
+function convName(c: ConvCase): string {
+  return `x[${c.n},${c.h},${c.w},${c.cin}] k${c.k} s${c.stride} ${JSON.stringify(c.pad)}` +
+    (c.dilation ? ` d${c.dilation}` : "");
+}
+
+Deno.test({
+  name: "native Conv2D and its gradients (x, filter) equal cpu",
+  ignore,
+  fn: async () => {
+    await setup();
+    for (const [i, c] of CONVS.entries()) {
+      const conv = (x: tf.Tensor, w: tf.Tensor) =>
+        tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.stride, c.pad, "NHWC", c.dilation ?? 1);
+      const make = () => {
+        const x = tensor([c.n, c.h, c.w, c.cin], 10 + i);
+        const w = tensor([c.k[0], c.k[1], c.cin, c.cout], 20 + i);
+        return { x, w };
+      };
+      await assertSame(`Conv2D ${convName(c)}`, () => {
+        const { x, w } = make();
+        return conv(x, w);
+      });
+      if (c.dilation) continue; // TF.js has no gradient for dilated conv2d
+      await assertSame(`Conv2D gradients ${convName(c)}`, () => {
+        const { x, w } = make();
+        const y = conv(x, w);
+        const r = tensor(y.shape, 30 + i);
+        return tf.grads((a, b) => tf.sum(tf.mul(conv(a, b), r)))([x, w]);
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: "native FusedConv2D (bias, relu / leakyrelu / linear) equals cpu",
+  ignore,
+  fn: async () => {
+    await setup();
+    const acts = ["relu", "leakyrelu", "linear"] as const;
+    for (const [i, c] of CONVS.slice(0, 4).entries()) {
+      for (const activation of acts) {
+        await assertSame(`FusedConv2D ${activation} ${convName(c)}`, () =>
+          tf.fused.conv2d({
+            x: tensor([c.n, c.h, c.w, c.cin], 40 + i) as tf.Tensor4D,
+            filter: tensor([c.k[0], c.k[1], c.cin, c.cout], 50 + i) as tf.Tensor4D,
+            strides: c.stride,
+            pad: c.pad,
+            bias: tensor([c.cout], 60 + i),
+            activation,
+            leakyreluAlpha: 0.1,
+          }));
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "native BatchMatMul and _FusedMatMul (transposes, batches, broadcast) equal cpu",
+  ignore,
+  fn: async () => {
+    await setup();
+    const cases: [number[], number[], boolean, boolean][] = [
+      [[3, 4], [4, 5], false, false],
+      [[4, 3], [4, 5], true, false],
+      [[3, 4], [5, 4], false, true],
+      [[4, 3], [5, 4], true, true],
+      [[1, 7], [7, 1], false, false],
+      [[2, 3, 4], [2, 4, 5], false, false],
+      [[2, 4, 3], [2, 5, 4], true, true],
+      [[2, 3, 4], [1, 4, 5], false, false],
+      [[1, 3, 4], [3, 5, 4], false, true],
+      [[2, 2, 3, 4], [2, 2, 4, 6], false, false],
+    ];
+    for (const [i, [sa, sb, ta, tb]] of cases.entries()) {
+      await assertSame(
+        `BatchMatMul ${sa} ${sb} tA=${ta} tB=${tb}`,
+        () => tf.matMul(tensor(sa, 70 + i), tensor(sb, 80 + i), ta, tb),
+      );
+    }
+    for (const [i, [sa, sb, ta, tb]] of cases.slice(0, 4).entries()) {
+      const n = tb ? sb[0] : sb[1];
+      for (const activation of ["relu", "leakyrelu", "linear"] as const) {
+        await assertSame(`_FusedMatMul ${activation} ${sa} ${sb} tA=${ta} tB=${tb}`, () =>
+          tf.fused.matMul({
+            a: tensor(sa, 90 + i),
+            b: tensor(sb, 100 + i),
+            transposeA: ta,
+            transposeB: tb,
+            bias: tensor([n], 110 + i),
+            activation,
+            leakyreluAlpha: 0.3,
+          }));
+      }
+    }
+    // Gradients of a matmul run BatchMatMul with transposes.
+    await assertSame("matMul gradients", () => {
+      const a = tensor([5, 3], 120), b = tensor([3, 4], 121), r = tensor([5, 4], 122);
+      return tf.grads((p, q) => tf.sum(tf.mul(tf.matMul(p, q), r)))([a, b]);
+    });
+  },
+});
+
+Deno.test({
+  name: "native MaxPool / AvgPool and their gradients equal cpu (ties included)",
+  ignore,
+  fn: async () => {
+    await setup();
+    const cases: [number[], number, number, "same" | "valid"][] = [
+      [[2, 8, 8, 3], 2, 2, "valid"],
+      [[1, 7, 9, 2], 3, 2, "same"],
+      [[2, 5, 6, 4], 2, 1, "same"],
+      [[3, 9, 7, 1], 3, 2, "valid"],
+    ];
+    for (const [i, [shape, size, stride, pad]] of cases.entries()) {
+      const what = `${shape} size ${size} stride ${stride} ${pad}`;
+      // ReLU'd input: many zero ties, as in the MNIST net.
+      const input = () => tf.relu(tensor(shape, 130 + i));
+      await assertSame(`MaxPool ${what}`, () => tf.maxPool(input() as tf.Tensor4D, size, stride, pad));
+      await assertSame(`MaxPoolGrad ${what}`, () => {
+        const x = input();
+        const r = tensor(tf.maxPool(x as tf.Tensor4D, size, stride, pad).shape, 140 + i);
+        return tf.grad((a) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, size, stride, pad), r)))(x);
+      });
+      await assertSame(`AvgPool ${what}`, () => tf.avgPool(input() as tf.Tensor4D, size, stride, pad));
+      const avgGrad = () => {
+        const x = input();
+        const r = tensor(tf.avgPool(x as tf.Tensor4D, size, stride, pad).shape, 150 + i);
+        return [
+          tf.grad((a) => tf.sum(tf.mul(tf.avgPool(a as tf.Tensor4D, size, stride, pad), r)))(x),
+          x,
+          r,
+        ];
+      };
+      if (pad === "valid") await assertSame(`AvgPoolGrad ${what}`, avgGrad);
+      // Native's AvgPoolGrad is the exact adjoint of AvgPool (SAME included):
+      // <avgPool(x), r> = <x, avgPoolGrad(r)>.
+      await tf.setBackend(NATIVE_BACKEND);
+      tf.tidy(() => {
+        const [g, x, r] = avgGrad();
+        const lhs = tf.sum(tf.mul(tf.avgPool(x as tf.Tensor4D, size, stride, pad), r)).dataSync()[0];
+        const rhs = tf.sum(tf.mul(x, g)).dataSync()[0];
+        assert.ok(Math.abs(lhs - rhs) <= 1e-4 * Math.max(1, Math.abs(lhs)), `AvgPoolGrad adjoint ${what}`);
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: "native element-wise kernels (relu, step, arithmetic, broadcasts, sums) equal cpu",
+  ignore,
+  fn: async () => {
+    await setup();
+    const s = [3, 5, 7, 4];
+    const special = () => tf.tensor([NaN, -0, 0, -Infinity, Infinity, -1e-30, 1e-30, 2, -3]);
+    await assertSame("relu / step / sqrt / square / neg", () => {
+      const x = tensor(s, 160);
+      return [tf.relu(x), tf.step(x), tf.step(x, 0.25), tf.sqrt(tf.abs(x)), tf.square(x), tf.neg(x)];
+    });
+    await assertSame("relu / step on NaN, ±0, ±∞", () => [tf.relu(special()), tf.step(special(), 0.5)]);
+    const pairs: [number[], number[]][] = [[s, s], [s, [4]], [[4], s], [s, []], [[], s], [s, [1, 7, 4]], [
+      s,
+      [5, 1, 4],
+    ]];
+    for (const [i, [sa, sb]] of pairs.entries()) {
+      await assertSame(`add / sub / mul / div ${JSON.stringify(sa)} ${JSON.stringify(sb)}`, () => {
+        const a = tensor(sa, 170 + i), b = tensor(sb, 180 + i, 0.5, 2);
+        return [tf.add(a, b), tf.sub(a, b), tf.mul(a, b), tf.div(a, b)];
+      });
+    }
+    await assertSame("sum over leading, trailing, middle and all axes", () => {
+      const x = tensor(s, 190);
+      return [
+        tf.sum(x, [0, 1, 2]),
+        tf.sum(x, 0, true),
+        tf.sum(x, [2, 3]),
+        tf.sum(x, -1),
+        tf.sum(x, [1, 2]),
+        tf.sum(x),
+      ];
+    });
+  },
+});
+
+/** Summed cross-entropy of model A on (x, labels). */
+function crossEntropy(model: ReturnType<typeof mnistNet>, x: tf.Tensor, y: tf.Tensor): tf.Scalar {
+  return tf.neg(tf.sum(tf.mul(y, tf.logSoftmax(logits(model, x)))));
+}
+
+Deno.test({
+  name: "native model A input and parameter gradients of the cross-entropy equal cpu",
+  ignore,
+  fn: async () => {
+    await setup();
+    await tf.setBackend("cpu");
+    const model = mnistNet(MODEL_A, 3);
+    const x = tensor([3, 28, 28, 1], 200, 0, 1);
+    const y = tf.oneHot(tf.tensor1d([1, 7, 3], "int32"), 10);
+    await assertSame("model A ∂loss/∂x (batch 3)", () => tf.grad((a) => crossEntropy(model, a, y))(x));
+    // Parameter gradients at batch 1: the cpu backend's Conv2DBackpropFilter
+    // takes seconds per image on model A's second convolution.
+    const x1 = tf.slice(x, 0, 1), y1 = tf.slice(y, 0, 1);
+    await assertSame("model A ∂loss/∂θ (batch 1)", () => {
+      const weights = model.trainableWeights.map((w) => w.read() as tf.Variable);
+      const { value, grads } = tf.variableGrads(() => crossEntropy(model, x1, y1), weights);
+      return [value, ...weights.map((w) => grads[w.name])];
+    });
+    tf.dispose([x, y, x1, y1]);
+    model.dispose();
+  },
+});
+
+Deno.test({
+  name: "native Adam steps follow the cpu loss curve (small MNIST net)",
+  ignore,
+  fn: async () => {
+    await setup();
+    const curves: number[][] = [];
+    for (const backend of ["cpu", NATIVE_BACKEND]) {
+      await tf.setBackend(backend);
+      // Scale 2 of the capacity family: model A's layers, few filters, so the
+      // cpu reference stays fast.
+      const model = mnistNet(capacityShape(2), 5);
+      const optimizer = tf.train.adam(1e-2);
+      const x = tensor([4, 28, 28, 1], 210, 0, 1);
+      const y = tf.oneHot(tf.tensor1d([0, 4, 9, 2], "int32"), 10);
+      const losses: number[] = [];
+      for (let step = 0; step < 5; step++) {
+        const loss = optimizer.minimize(() => crossEntropy(model, x, y), true) as tf.Scalar;
+        losses.push(loss.dataSync()[0]);
+        loss.dispose();
+      }
+      curves.push(losses);
+      optimizer.dispose();
+      model.dispose();
+      tf.dispose([x, y]);
+    }
+    const [ref, got] = curves;
+    assert.ok(ref[4] < ref[0], `loss should fall on cpu: ${ref}`);
+    for (let i = 0; i < ref.length; i++) {
+      assert.ok(
+        Math.abs(got[i] - ref[i]) <= 1e-3 * Math.abs(ref[i]),
+        `step ${i}: native loss ${got[i]} vs cpu ${ref[i]}`,
+      );
+    }
+  },
+});
+
+Deno.test({
+  name: "native gradient step leaks no tensors; registering twice is harmless",
+  ignore,
+  fn: async () => {
+    await setup();
+    const again = await registerNativeBackend();
+    assert.ok(again.ok);
+    assert.deepEqual(
+      tf.getKernelsForBackend(NATIVE_BACKEND).map((k) => k.kernelName).sort(),
+      tf.getKernelsForBackend("cpu").map((k) => k.kernelName).sort(),
+    );
+    await tf.setBackend(NATIVE_BACKEND);
+    const model = mnistNet(MODEL_A, 7);
+    const x = tensor([2, 28, 28, 1], 220, 0, 1);
+    const y = tf.oneHot(tf.tensor1d([5, 6], "int32"), 10);
+    const step = () => tf.tidy(() => tf.grad((a) => crossEntropy(model, a, y))(x)).dispose();
+    step();
+    const before = tf.memory().numTensors;
+    step();
+    step();
+    assert.equal(tf.memory().numTensors, before);
+    tf.dispose([x, y]);
+    model.dispose();
+  },
+});
