@@ -144,6 +144,15 @@ export function fgsm(
 }
 
 /**
+ * Per-example scoring of restarts: an example is robust only if it was
+ * classified correctly after every restart (`correct[restart][example]`).
+ */
+export function robustAcrossRestarts(correct: boolean[][]): boolean[] {
+  if (!correct.length) return [];
+  return correct[0].map((_, i) => correct.every((c) => c[i]));
+}
+
+/**
  * PGD with restarts, scored per example: an example counts as broken if any
  * restart makes the model misclassify it (per-example worst case, never the
  * best batch average). Returns the per-restart final losses and, with
@@ -164,7 +173,7 @@ export async function pgd(
   const finalLosses: Float32Array[] = [];
   const correct: boolean[][] = [];
   const lossCurves: Float32Array[][] = [];
-  const robust = new Array<boolean>(n).fill(true);
+  const robust = new Array<boolean>(n).fill(true);  // updated per restart as in robustAcrossRestarts
   const bestLoss = new Float32Array(n).fill(-Infinity);
   const worst = new Float32Array(x.size);
 

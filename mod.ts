@@ -1,0 +1,48 @@
+/**
+ * Adversarially robust deep learning in TypeScript: the library behind the
+ * experiment scripts that reproduce Madry et al., "Towards Deep Learning Models
+ * Resistant to Adversarial Attacks" (PGD attacks, PGD adversarial training).
+ *
+ * @example Attack a naturally trained MNIST model with PGD
+ * ```ts
+ * import { evaluate, loadMnist, trainModel, useBackend } from "./mod.ts";
+ *
+ * await useBackend("auto");
+ * const train = await loadMnist("train", { limit: 5000 });
+ * const test = await loadMnist("test", { limit: 500 });
+ * const { model } = await trainModel({
+ *   dataset: "mnist", model: { conv1: 16, conv2: 32, fc: 512 }, method: "natural",
+ *   eps: 0.3, attackSteps: 7, attackStepSize: 0.1, randomStart: true,
+ *   optimizer: "adam", lr: 1e-3, batch: 50, steps: 200, seed: 0,
+ * }, { data: train });
+ * const acc = await evaluate(model, test, { attack: { eps: 0.3, steps: 40, stepSize: 0.01 } });
+ * console.log(`natural ${acc.natural}, PGD-40 ${acc.adversarial}`);
+ * ```
+ *
+ * @module
+ */
+export { tf, tfl } from "./lib/tf.ts";
+export { type BackendInfo, type BackendName, BACKENDS, currentBackend, useBackend, versions } from "./lib/backend.ts";
+export { type Dataset, gather, imageSize, slice, take } from "./lib/data.ts";
+export { loadMnist, MNIST_DIR, parseIdxImages, parseIdxLabels } from "./lib/mnist.ts";
+export { CAPACITY_SCALES, capacityShape, logits, MODEL_A, mnistNet, type MnistNetShape } from "./lib/models.ts";
+export { crossEntropy, cwLoss, isCorrect } from "./lib/losses.ts";
+export { fgsm, perturb, pgd, type PgdOptions, type PgdResult, pgdStep, validatePgdOptions } from "./lib/pgd.ts";
+export { Adam, Momentum, type Optimizer } from "./lib/optim.ts";
+export {
+  type TrainConfig,
+  type TrainedModel,
+  type TrainHistory,
+  trainModel,
+  type TrainOptions,
+  trainStep,
+  validateTrainConfig,
+} from "./lib/train.ts";
+export { type Accuracy, evaluate, type EvalOptions } from "./lib/eval.ts";
+export { loadCheckpoint, loadModel, saveCheckpoint, saveModel } from "./lib/checkpoint.ts";
+export { Rng } from "./lib/rng.ts";
+export { check, UserError } from "./lib/errors.ts";
+export { type CommonFlags, type ExperimentSpec, parseExperimentArgs, runMain } from "./lib/cli.ts";
+export { Progress } from "./lib/progress.ts";
+export { toPng, toSvg, type VegaLiteSpec, writeFigure, writeJsonAtomic } from "./lib/vega.ts";
+export { fmtNum, fmtPct, markdownTable } from "./lib/table.ts";

@@ -1,0 +1,46 @@
+/**
+ * Assertions for the tests: `node:assert/strict` (jsr.io's @std/assert is not
+ * reachable from every machine), with the few helpers the tests need.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+
+export { assert };
+/** Deep strict equality. */
+export function assertEquals<T>(actual: unknown, expected: T, message?: string): void {
+  assert.deepStrictEqual(actual, expected, message);
+}
+
+/** Asserts that `fn` throws an instance of `type` whose message includes `includes`. */
+export function assertThrows(fn: () => unknown, type: new (...a: never[]) => Error, includes = ""): void {
+  assert.throws(fn, (e: unknown) => e instanceof type && (e as Error).message.includes(includes));
+}
+
+/** Asserts that `fn` rejects with an instance of `type` whose message includes `includes`. */
+export async function assertRejects(
+  fn: () => Promise<unknown>,
+  type: new (...a: never[]) => Error,
+  includes = "",
+): Promise<void> {
+  await assert.rejects(fn, (e: unknown) => {
+    if (!(e instanceof type) || !(e as Error).message.includes(includes)) {
+      throw new assert.AssertionError({ message: `unexpected error: ${(e as Error)?.message}` });
+    }
+    return true;
+  });
+}
+
+/** Asserts |a - b| ≤ tol · max(1, |b|) elementwise. */
+export function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-4, what = "values"): void {
+  assert.equal(a.length, b.length, `${what}: length ${a.length} vs ${b.length}`);
+  let worst = 0, at = -1;
+  for (let i = 0; i < a.length; i++) {
+    const err = Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i]));
+    if (!(err <= worst) && (err > worst || Number.isNaN(err))) {
+      worst = err;
+      at = i;
+    }
+  }
+  assert.ok(worst <= tol, `${what}: relative error ${worst} at ${at} (${a[at]} vs ${b[at]}) above ${tol}`);
+}
