@@ -182,7 +182,7 @@ export function trainStep(
   }, vars);
   optimizer.apply(vars.map((v) => grads[v.name]));
   const loss = value.dataSync()[0];
-  const accuracy = correct!.cast("float32").mean().dataSync()[0];
+  const accuracy = tf.tidy(() => correct!.cast("float32").mean().dataSync()[0]);
   tf.dispose([value, correct!, ...Object.values(grads)]);
   if (xTrain !== x) xTrain.dispose();
   return { loss, accuracy };
