@@ -29,11 +29,107 @@ import { tf } from "./tf.ts";
 /** Name the backend is registered under. */
 export const NATIVE_BACKEND = "native";
 
-/** The `cpu` backend, with the one-time "install tfjs-node" notice silenced. */
+/** Arrays below this many bytes are left to the JS heap. */
+const POOL_MIN_BYTES = 1 << 16;
+/** At most this many bytes of freed outputs are kept for reuse. */
+const POOL_MAX_BYTES = 256 << 20;
+
+/**
+ * The `cpu` backend, with the one-time "install tfjs-node" notice silenced and
+ * a pool that recycles the large output arrays of our own kernels. Fresh
+ * multi-megabyte arrays cost page faults and GC pressure on every op (Adam's
+ * update alone allocates ~100 MB a step); a freed array is reused only when
+ * no live tensor views its buffer and it never escaped through
+ * `dataSync()`/`data()` (whose caller may still hold it).
+ */
 class NativeBackend extends MathBackendCPU {
+  private readonly pool = new Map<number, Float32Array[]>();
+  private pooledBytes = 0;
+  /** Buffers allocated by {@link alloc} that have not escaped to a reader. */
+  private readonly ours = new WeakSet<ArrayBufferLike>();
+  /** Live tensor-data entries per (large) buffer, views included. */
+  private readonly users = new Map<ArrayBufferLike, number>();
+
   constructor() {
     super();
     Reflect.set(this, "firstUse", false);
+  }
+
+  /** A float32 array of `n` elements for a kernel output; NOT zeroed when recycled. */
+  alloc(n: number): Float32Array {
+    const free = this.pool.get(n);
+    const reused = free?.pop();
+    if (reused) {
+      this.pooledBytes -= reused.byteLength;
+      return reused;
+    }
+    const fresh = new Float32Array(n);
+    if (fresh.byteLength >= POOL_MIN_BYTES) this.ours.add(fresh.buffer);
+    return fresh;
+  }
+
+  private track(values: unknown): void {
+    if (!ArrayBuffer.isView(values) || values.byteLength < POOL_MIN_BYTES) return;
+    this.users.set(values.buffer, (this.users.get(values.buffer) ?? 0) + 1);
+  }
+
+  private release(values: unknown): void {
+    if (!ArrayBuffer.isView(values) || values.byteLength < POOL_MIN_BYTES) return;
+    const buf = values.buffer;
+    const left = (this.users.get(buf) ?? 1) - 1;
+    if (left > 0) {
+      this.users.set(buf, left);
+      return;
+    }
+    this.users.delete(buf);
+    if (
+      !this.ours.has(buf) || !(values instanceof Float32Array) || values.byteOffset !== 0 ||
+      values.byteLength !== buf.byteLength || this.pooledBytes + buf.byteLength > POOL_MAX_BYTES
+    ) {
+      return;
+    }
+    const free = this.pool.get(values.length);
+    if (free) free.push(values);
+    else this.pool.set(values.length, [values]);
+    this.pooledBytes += values.byteLength;
+  }
+
+  override write(values: tf.backend_util.BackendValues, shape: number[], dtype: tf.DataType) {
+    const id = super.write(values, shape, dtype);
+    this.track(values);
+    return id;
+  }
+
+  override move(
+    dataId: tf.DataId,
+    values: tf.backend_util.BackendValues,
+    shape: number[],
+    dtype: tf.DataType,
+    refCount: number,
+  ): void {
+    if (this.data.has(dataId)) this.release(this.data.get(dataId).values);
+    super.move(dataId, values, shape, dtype, refCount);
+    this.track(values);
+  }
+
+  override disposeData(dataId: tf.DataId, force?: boolean): boolean {
+    const values = this.data.has(dataId) ? this.data.get(dataId).values : undefined;
+    const done = super.disposeData(dataId, force);
+    if (values !== undefined && !this.data.has(dataId)) this.release(values);
+    return done;
+  }
+
+  override readSync(dataId: tf.DataId): tf.backend_util.BackendValues {
+    // The caller may keep the array after disposing the tensor: never recycle it.
+    const values = this.data.get(dataId)?.values;
+    if (ArrayBuffer.isView(values)) this.ours.delete(values.buffer);
+    return super.readSync(dataId);
+  }
+
+  override dispose(): void {
+    this.pool.clear();
+    this.pooledBytes = 0;
+    super.dispose();
   }
 }
 
@@ -315,11 +411,11 @@ function imagesPerChunk(ci: ConvInfo): number {
 }
 
 /** y[N·OH·OW, Cout] = im2col(x) · w[KH·KW·Cin, Cout]. */
-function convForward(x: Float32Array, w: Float32Array, ci: ConvInfo): Float32Array {
+function convForward(backend: NativeBackend, x: Float32Array, w: Float32Array, ci: ConvInfo): Float32Array {
   const rows = ci.outHeight * ci.outWidth;
   const K = ci.filterHeight * ci.filterWidth * ci.inChannels;
   const Co = ci.outChannels;
-  const y = new Float32Array(ci.batchSize * rows * Co);
+  const y = backend.alloc(ci.batchSize * rows * Co);
   if (isPointwise(ci)) {
     sgemm(false, false, ci.batchSize * rows, Co, K, 1, x, K, w, Co, 0, y, Co);
     return y;
@@ -335,15 +431,21 @@ function convForward(x: Float32Array, w: Float32Array, ci: ConvInfo): Float32Arr
 }
 
 /** dx = col2im(dy · wᵀ). */
-function convBackpropInput(dy: Float32Array, w: Float32Array, ci: ConvInfo): Float32Array {
+function convBackpropInput(
+  backend: NativeBackend,
+  dy: Float32Array,
+  w: Float32Array,
+  ci: ConvInfo,
+): Float32Array {
   const rows = ci.outHeight * ci.outWidth;
   const K = ci.filterHeight * ci.filterWidth * ci.inChannels;
   const Co = ci.outChannels;
-  const dx = new Float32Array(ci.batchSize * ci.inHeight * ci.inWidth * ci.inChannels);
+  const dx = backend.alloc(ci.batchSize * ci.inHeight * ci.inWidth * ci.inChannels);
   if (isPointwise(ci)) {
     sgemm(false, true, ci.batchSize * rows, K, Co, 1, dy, Co, w, Co, 0, dx, K);
     return dx;
   }
+  dx.fill(0);
   const chunk = imagesPerChunk(ci);
   const col = scratchOf(chunk * rows * K);
   for (let b0 = 0; b0 < ci.batchSize; b0 += chunk) {
@@ -355,11 +457,17 @@ function convBackpropInput(dy: Float32Array, w: Float32Array, ci: ConvInfo): Flo
 }
 
 /** dw[KH·KW·Cin, Cout] = im2col(x)ᵀ · dy. */
-function convBackpropFilter(x: Float32Array, dy: Float32Array, ci: ConvInfo): Float32Array {
+function convBackpropFilter(
+  backend: NativeBackend,
+  x: Float32Array,
+  dy: Float32Array,
+  ci: ConvInfo,
+): Float32Array {
   const rows = ci.outHeight * ci.outWidth;
   const K = ci.filterHeight * ci.filterWidth * ci.inChannels;
   const Co = ci.outChannels;
-  const dw = new Float32Array(K * Co);
+  const dw = backend.alloc(K * Co);
+  if (ci.batchSize * rows === 0) return dw.fill(0);
   if (isPointwise(ci)) {
     sgemm(true, false, K, Co, ci.batchSize * rows, 1, x, K, dy, Co, 0, dw, Co);
     return dw;
@@ -402,7 +510,7 @@ const conv2D: Kernel = (args) => {
   const { attrs, backend } = args;
   if (attrs.dataFormat === "NCHW" || !allFloat(x, filter)) return cpu("Conv2D", args);
   const ci = convInfoOf(x.shape, filter.shape, attrs, attrs.dilations as number | [number, number]);
-  const y = convForward(values(backend, x), values(backend, filter), ci);
+  const y = convForward(backend, values(backend, x), values(backend, filter), ci);
   return output(backend, ci.outShape, y);
 };
 
@@ -418,7 +526,7 @@ const fusedConv2D: Kernel = (args) => {
   }
   const xi = x as Info, fi = filter as Info;
   const ci = convInfoOf(xi.shape, fi.shape, attrs, attrs.dilations as number | [number, number]);
-  const y = convForward(values(backend, xi), values(backend, fi), ci);
+  const y = convForward(backend, values(backend, xi), values(backend, fi), ci);
   const alpha = (attrs.leakyreluAlpha as number | undefined) ?? 0.2;
   epilogue(backend, y, channels, bias, attrs.activation as string, alpha, preluActivationWeights);
   return output(backend, ci.outShape, y);
@@ -432,7 +540,7 @@ const conv2DBackpropInput: Kernel = (args) => {
   }
   const inShape = attrs.inputShape as number[];
   const ci = convInfoOf(inShape, filter.shape, attrs, 1);
-  const dx = convBackpropInput(values(backend, dy), values(backend, filter), ci);
+  const dx = convBackpropInput(backend, values(backend, dy), values(backend, filter), ci);
   return output(backend, ci.inShape, dx);
 };
 
@@ -444,7 +552,7 @@ const conv2DBackpropFilter: Kernel = (args) => {
   }
   const filterShape = attrs.filterShape as number[];
   const ci = convInfoOf(x.shape, filterShape, attrs, 1);
-  const dw = convBackpropFilter(values(backend, x), values(backend, dy), ci);
+  const dw = convBackpropFilter(backend, values(backend, x), values(backend, dy), ci);
   return output(backend, filterShape, dw);
 };
 
@@ -473,7 +581,7 @@ function matmul(
   const outer = tf.backend_util.assertAndGetBroadcastShape(outerA, outerB);
   const batches = sizeOf(outer);
   const av = values(backend, a), bv = values(backend, b);
-  const y = new Float32Array(batches * M * N);
+  const y = backend.alloc(batches * M * N);
   const lda = transA ? M : K, ldb = transB ? K : N;
   const shape = [...outer, M, N];
   if (sizeOf(outerB) === 1 && !transA) {
@@ -572,7 +680,7 @@ const maxPool: Kernel = (args) => {
   const xi = bits(values(backend, x));
   const H = ci.inHeight, W = ci.inWidth, C = ci.inChannels;
   const OH = ci.outHeight, OW = ci.outWidth;
-  const y = new Float32Array(ci.batchSize * OH * OW * C);
+  const y = backend.alloc(ci.batchSize * OH * OW * C);
   const yi = bits(y).fill(KEY_NEG_INF);
   let o = 0;
   for (let b = 0; b < ci.batchSize; b++) {
@@ -611,7 +719,7 @@ const maxPoolGrad: Kernel = (args) => {
   const xi = bits(values(backend, input)), dyv = values(backend, dy);
   const H = ci.inHeight, W = ci.inWidth, C = ci.inChannels;
   const OH = ci.outHeight, OW = ci.outWidth;
-  const dx = new Float32Array(xi.length);
+  const dx = backend.alloc(xi.length).fill(0);
   const best = new Int32Array(C);
   const at = new Int32Array(C);
   let o = 0;
@@ -660,7 +768,7 @@ const avgPool: Kernel = (args) => {
   const xv = values(backend, x);
   const H = ci.inHeight, W = ci.inWidth, C = ci.inChannels;
   const OH = ci.outHeight, OW = ci.outWidth;
-  const y = new Float32Array(ci.batchSize * OH * OW * C);
+  const y = backend.alloc(ci.batchSize * OH * OW * C).fill(0);
   let o = 0;
   for (let b = 0; b < ci.batchSize; b++) {
     for (let oh = 0; oh < OH; oh++) {
@@ -697,7 +805,7 @@ const avgPoolGrad: Kernel = (args) => {
   const dyv = values(backend, dy);
   const H = ci.inHeight, W = ci.inWidth, C = ci.inChannels;
   const OH = ci.outHeight, OW = ci.outWidth;
-  const dx = new Float32Array(sizeOf(input.shape));
+  const dx = backend.alloc(sizeOf(input.shape)).fill(0);
   let o = 0;
   for (let b = 0; b < ci.batchSize; b++) {
     for (let oh = 0; oh < OH; oh++) {
@@ -729,7 +837,7 @@ function unary(name: string, loop: Unary): Kernel {
     const { x } = args.inputs as { x: Info };
     if (!allFloat(x)) return cpu(name, args);
     const xv = values(args.backend, x);
-    const y = new Float32Array(xv.length);
+    const y = args.backend.alloc(xv.length);
     loop(xv, y, args.attrs);
     return output(args.backend, x.shape, y);
   };
@@ -844,11 +952,11 @@ function binary(name: string, loops: { ab: Periodic; ba: Periodic }): Kernel {
     if (how === null) return cpu(name, args);
     const av = values(args.backend, a), bv = values(args.backend, b);
     if (how === "a") {
-      const y = new Float32Array(bv.length);
+      const y = args.backend.alloc(bv.length);
       if (av.length > 0) loops.ba(bv, av, av.length, y);
       return output(args.backend, b.shape, y);
     }
-    const y = new Float32Array(av.length);
+    const y = args.backend.alloc(av.length);
     if (bv.length > 0) loops.ab(av, bv, bv.length, y);
     return output(args.backend, how === "same" ? a.shape : a.shape, y);
   };
@@ -878,7 +986,7 @@ const sum: Kernel = (args) => {
   }
   const inner = sizeOf(x.shape.slice(rank - k));
   const outer = inner === 0 ? sizeOf(shape) : xv.length / inner;
-  const y = new Float32Array(outer);
+  const y = backend.alloc(outer);
   for (let o = 0; o < outer; o++) {
     let s = 0;
     for (let j = o * inner, end = j + inner; j < end; j++) s += xv[j];

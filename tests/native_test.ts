@@ -373,3 +373,35 @@ Deno.test({
     model.dispose();
   },
 });
+
+Deno.test({
+  name: "native recycled output buffers never clobber read-back arrays or live views",
+  ignore,
+  fn: async () => {
+    await setup();
+    await tf.setBackend(NATIVE_BACKEND);
+    const a = tf.fill([300, 300], 1); // 360 KB: large enough to be pooled
+    // An array read back by dataSync() stays the caller's after dispose.
+    const b = tf.add(a, a);
+    const read = b.dataSync();
+    b.dispose();
+    const others = [tf.add(a, a), tf.mul(a, 3), tf.sub(a, a), tf.relu(a)];
+    assert.ok(read.every((v) => v === 2), "dataSync() array was overwritten");
+    // A contiguous slice views its source's buffer: freeing the source must not recycle it.
+    const big = tf.mul(a, 2);
+    const view = tf.slice(big, [0, 0], [100, 300]);
+    big.dispose();
+    others.push(tf.mul(a, 5), tf.mul(a, 7));
+    assert.ok(view.dataSync().every((v) => v === 2), "slice view was overwritten");
+    // Recycled arrays come back dirty: every kernel must still write all of its output.
+    for (let i = 0; i < 3; i++) {
+      tf.tidy(() => {
+        const x = tf.relu(tensor([4, 32, 32, 8], 230 + i));
+        const pooled = tf.maxPool(x as tf.Tensor4D, 2, 2, "valid");
+        const g = tf.grad((p) => tf.sum(tf.maxPool(p as tf.Tensor4D, 2, 2, "valid")))(x);
+        assert.equal(tf.sum(g).dataSync()[0], pooled.size);
+      });
+    }
+    tf.dispose([a, view, ...others]);
+  },
+});
