@@ -93,7 +93,9 @@ export function parseExperimentArgs<C extends object>(
     ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
   } catch (e) {
     const known = Object.keys(options).map((f) => `--${f}`).join(", ");
-    throw new UserError(`${(e as Error).message.replace(/\. To specify.*$/s, "")}; known flags: ${known}`);
+    const first = (e as Error).message.split("\n")[0].replace(/\. To specify.*$/, "");
+    const dash = /ambiguous/.test(first) ? " (write --flag=-1 for a value that starts with a dash)" : "";
+    throw new UserError(`${first}${dash}; known flags: ${known}`);
   }
   if (values.help) return { help: helpText(spec) };
   const preset = (values.preset as string | undefined) ?? "quick";
@@ -146,7 +148,7 @@ export async function runMain(main: () => Promise<void>): Promise<void> {
     await main();
   } catch (e) {
     if (e instanceof UserError || e instanceof RangeError) {
-      console.error(`error: ${e.message}`);
+      console.error(`error: ${e.message.replaceAll("\n", " ")}`);
       Deno.exit(2);
     }
     throw e;

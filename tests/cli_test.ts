@@ -1,0 +1,54 @@
+import { assert, assertEquals, assertThrows } from "./assert.ts";
+import { parseExperimentArgs, UserError } from "../mod.ts";
+import { DEFAULTS, PRESETS, SPEC } from "../experiments/figure1.ts";
+
+Deno.test("flags override the preset, which overrides the defaults", () => {
+  const r = parseExperimentArgs(["--preset", "paper", "--restarts", "20", "--backend", "cpu"], SPEC);
+  assert("config" in r);
+  assertEquals(r.config.restarts, 20);
+  assertEquals(r.config.steps, PRESETS.paper.steps);
+  assertEquals(r.config.eps, DEFAULTS.eps);
+  assertEquals(r.common.backend, "cpu");
+  assertEquals(r.common.preset, "paper");
+});
+
+Deno.test("bad command lines are one clear error each", () => {
+  const cases: [string[], string][] = [
+    [["--epsilon", "0.3"], "known flags: --preset"],
+    [["--eps", "0"], "--eps must be in (0, 1]"],
+    [["--eps", "8"], "got 8"],
+    [["--eps", "abc"], '--eps expects a number, got "abc"'],
+    [["--steps", "0"], "--steps must be an integer ≥ 1, got 0"],
+    [["--steps", "2.5"], "--steps must be an integer ≥ 1, got 2.5"],
+    [["--backend", "tpu"], 'unknown backend "tpu", expected one of auto, webgpu, native, wasm, cpu'],
+    [["--preset", "huge"], 'unknown preset "huge", expected one of quick, paper, smoke'],
+    [["stray"], "known flags"],
+    [["--eps", "-1"], "write --flag=-1"],
+  ];
+  for (const [args, message] of cases) assertThrows(() => parseExperimentArgs(args, SPEC), UserError, message);
+});
+
+Deno.test("--help lists every flag and preset", () => {
+  const r = parseExperimentArgs(["--help"], SPEC);
+  assert("help" in r);
+  for (const flag of ["--eps", "--step-size", "--restarts", "--backend", "--retrain", "--preset"]) {
+    assert(r.help.includes(flag), `help lacks ${flag}`);
+  }
+  assert(r.help.includes("paper, smoke"));
+});
+
+Deno.test("figure1 with a bad flag exits 2 with one line and writes nothing", async () => {
+  const out = await Deno.makeTempDir();
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-env", "--allow-ffi", `--allow-write=${out}`, "experiments/figure1.ts", "--eps=-1", "--out", out],
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const { code, stderr } = await cmd.output();
+  const lines = new TextDecoder().decode(stderr).trim().split("\n");
+  assertEquals(code, 2);
+  assertEquals(lines.length, 1);
+  assert(lines[0].startsWith("error: --eps must be in (0, 1]"), lines[0]);
+  assertEquals(Array.from(Deno.readDirSync(out)), []);
+  await Deno.remove(out);
+});

@@ -1,0 +1,108 @@
+import { assert, assertEquals } from "./assert.ts";
+import { tf } from "../mod.ts";
+import { figure, pairwiseGeometry, PRESETS, DEFAULTS, type Results, run, table, write } from "../experiments/figure1.ts";
+import { redrawAll } from "../experiments/figures.ts";
+
+await tf.setBackend("cpu");
+
+/** A small results object with fixed numbers, for the spec and table snapshots. */
+function fixture(): Results {
+  const losses = (a: number, k: number) => Array.from({ length: 6 }, (_, i) => a + k * i);
+  const geometry = { distance: { mean: 4, std: 0.1, min: 3.8, max: 4.2 }, angle: { mean: 80, std: 2, min: 77, max: 83 } };
+  return {
+    experiment: "figure1",
+    dataset: "mnist",
+    preset: "smoke",
+    config: { ...DEFAULTS, ...PRESETS.smoke },
+    seed: 0,
+    backend: { name: "cpu", detail: "" },
+    versions: {},
+    wall_seconds: 1,
+    models: {
+      natural: {
+        train: { dataset: "mnist", model: { conv1: 2, conv2: 4, fc: 8 }, method: "natural", eps: 0.3, attackSteps: 2, attackStepSize: 0.1, randomStart: true, optimizer: "adam", lr: 0.001, batch: 50, steps: 4, seed: 0 },
+        hash: "h1",
+        fromCache: false,
+        trainSeconds: 1,
+        accuracy: { n: 40, natural: 0.9, pgd: 0 },
+      },
+      adversarial: {
+        train: { dataset: "mnist", model: { conv1: 2, conv2: 4, fc: 8 }, method: "pgd", eps: 0.3, attackSteps: 2, attackStepSize: 0.1, randomStart: true, optimizer: "adam", lr: 0.001, batch: 50, steps: 4, seed: 0 },
+        hash: "h2",
+        fromCache: false,
+        trainSeconds: 1,
+        accuracy: { n: 40, natural: 0.8, pgd: 0.5 },
+      },
+    },
+    randomBallDistance: 6.86,
+    examples: [0, 1].map((i) => ({
+      index: 10 + i,
+      label: i,
+      losses: { natural: losses(20, 1), adversarial: losses(0.05, 0.001) },
+      randomGeometry: geometry,
+      natural: { geometry, robustRestarts: 0 },
+      adversarial: { geometry, robustRestarts: 6 },
+    })),
+  };
+}
+
+Deno.test("figure 1 spec snapshot", async () => {
+  const spec = JSON.stringify(figure(fixture()), null, 2) + "\n";
+  const path = new URL("./snapshots/figure1_spec.json", import.meta.url);
+  if (Deno.env.get("UPDATE_SNAPSHOTS")) await Deno.writeTextFile(path, spec);
+  assertEquals(spec, await Deno.readTextFile(path));
+});
+
+Deno.test("figure 1 table states the paper's claims beside the numbers", () => {
+  const md = table(fixture());
+  for (const s of ["far lower", "well concentrated", "random points in the ℓ∞ ball", "close to 90°", "figure1_mnist.png"]) {
+    assert(md.includes(s), `table lacks "${s}"`);
+  }
+  assert(md.includes("| 90.0% |") || md.includes("90.0%"));
+});
+
+Deno.test("pairwise geometry: orthogonal vectors meet at 90°, distances exact", () => {
+  const g = pairwiseGeometry(new Float32Array([1, 0, 0, 0, 1, 0, 0, 0, 1]), 3, 3);
+  assertEquals(g.angle.mean, 90);
+  assert(Math.abs(g.distance.mean - Math.SQRT2) < 1e-12);
+});
+
+Deno.test("figure1 smoke preset end to end: results, figure files, redraw", async () => {
+  const cacheDir = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  const config = { ...DEFAULTS, ...PRESETS.smoke };
+  const results = await run(config, { preset: "smoke", cacheDir, quiet: true });
+  assertEquals(results.examples.length, config.examples);
+  for (const e of results.examples) {
+    assertEquals(e.losses.natural.length, config.restarts);
+    assertEquals(e.losses.adversarial.length, config.restarts);
+    assert(e.losses.natural.every(Number.isFinite));
+  }
+  for (const k of ["natural", "adversarial"] as const) {
+    const a = results.models[k].accuracy;
+    assert(a.natural >= 0 && a.natural <= 1 && a.pgd <= 1 && a.n === config.evalExamples);
+  }
+  assertEquals(results.backend.name, "cpu");
+  assert(results.versions["tfjs-core"] === "4.22.0");
+  const written = await write(results, out);
+  assertEquals(written.map((p) => p.split("/").pop()), [
+    "figure1_mnist.results.json",
+    "figure1_mnist.vl.json",
+    "figure1_mnist.svg",
+    "figure1_mnist.png",
+    "figure1_mnist.md",
+  ]);
+  const saved = JSON.parse(await Deno.readTextFile(`${out}/figure1_mnist.results.json`));
+  for (const key of ["config", "seed", "backend", "versions", "wall_seconds", "examples"]) assert(key in saved, key);
+  // A second run reuses both cached models.
+  const again = await run(config, { preset: "smoke", cacheDir, quiet: true });
+  assert(again.models.natural.fromCache && again.models.adversarial.fromCache);
+  assertEquals(again.models.adversarial.accuracy, results.models.adversarial.accuracy);
+  // The figures task redraws from the results alone.
+  const svg = await Deno.readTextFile(`${out}/figure1_mnist.svg`);
+  await Deno.remove(`${out}/figure1_mnist.svg`);
+  await redrawAll(out);
+  assertEquals(await Deno.readTextFile(`${out}/figure1_mnist.svg`), svg);
+  await Deno.remove(cacheDir, { recursive: true });
+  await Deno.remove(out, { recursive: true });
+});
