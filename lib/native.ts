@@ -307,6 +307,9 @@ function epilogue(
 
 type ConvInfo = tf.backend_util.Conv2DInfo;
 
+/** Runs at least this long are copied with TypedArray.set (memcpy) rather than a loop. */
+const MEMCPY_MIN = 32;
+
 /** Writes the im2col rows of images [b0, b0+nb) of NHWC `x` into `col` ([nb·OH·OW, KH·KW·C]). */
 function im2col(x: Float32Array, ci: ConvInfo, b0: number, nb: number, col: Float32Array): void {
   const H = ci.inHeight, W = ci.inWidth, C = ci.inChannels;
@@ -334,14 +337,23 @@ function im2col(x: Float32Array, ci: ConvInfo, b0: number, nb: number, col: Floa
           const xr = xb + ih * W * C;
           if (inside) {
             let s = xr + iw0 * C;
-            const end = p + rowLen;
-            while (p < end) col[p++] = x[s++];
+            if (rowLen >= MEMCPY_MIN) {
+              col.set(x.subarray(s, s + rowLen), p);
+              p += rowLen;
+            } else {
+              const end = p + rowLen;
+              while (p < end) col[p++] = x[s++];
+            }
             continue;
           }
           for (let kw = 0; kw < KW; kw++) {
             const iw = iw0 + kw * dw;
             if (iw < 0 || iw >= W) {
               for (let c = 0; c < C; c++) col[p++] = 0;
+            } else if (C >= MEMCPY_MIN) {
+              const s = xr + iw * C;
+              col.set(x.subarray(s, s + C), p);
+              p += C;
             } else {
               let s = xr + iw * C;
               for (let c = 0; c < C; c++) col[p++] = x[s++];

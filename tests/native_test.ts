@@ -98,6 +98,8 @@ const CONVS: ConvCase[] = [
   { n: 2, h: 6, w: 6, cin: 4, cout: 3, k: [1, 1], stride: 1, pad: "valid" },
   { n: 1, h: 6, w: 5, cin: 2, cout: 3, k: [2, 3], stride: 1, pad: "same" },
   { n: 2, h: 7, w: 8, cin: 2, cout: 3, k: [3, 2], stride: 2, pad: [[0, 0], [1, 2], [2, 0], [0, 0]] },
+  { n: 1, h: 9, w: 9, cin: 8, cout: 5, k: [5, 5], stride: 1, pad: "same" }, // rows copied by memcpy
+  { n: 2, h: 6, w: 7, cin: 33, cout: 4, k: [3, 3], stride: 2, pad: "same" }, // channels copied by memcpy
   { n: 1, h: 9, w: 9, cin: 2, cout: 3, k: [3, 3], stride: 1, pad: "same", dilation: 2 },
 ];
 
