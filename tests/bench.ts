@@ -21,8 +21,10 @@
  *   deno run --allow-read --allow-env --allow-ffi tests/bench.ts --backend native --seconds 5
  *   deno run --allow-read --allow-env --allow-ffi tests/bench.ts --backend all
  *
- * --allow-ffi is for the native backend (system OpenBLAS); --allow-read for
- * the wasm binaries; --allow-env for TF.js's environment probes and BLAS_LIBRARY.
+ * --allow-ffi is for the native backend (system OpenBLAS; all that
+ * `--backend native` or `cpu` needs); --allow-read for the wasm binaries;
+ * --allow-env lets BLAS_LIBRARY choose the library. OpenBLAS threads follow
+ * OPENBLAS_NUM_THREADS (default: all cores).
  *
  * @module
  */

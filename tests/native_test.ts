@@ -3,7 +3,10 @@
  * every kernel it replaces on random shapes, model A's gradients and a few
  * Adam steps. Skipped where no BLAS loads (no --allow-ffi, no library).
  *
- *   deno test --allow-ffi --allow-env=BLAS_LIBRARY --allow-read tests/native_test.ts
+ *   deno test --allow-ffi --allow-env=BLAS_LIBRARY tests/native_test.ts
+ *
+ * (--allow-ffi loads the BLAS; --allow-env=BLAS_LIBRARY only lets that variable
+ * pick the library. Deno 2.9 needs no --unstable-ffi.)
  *
  * @module
  */
