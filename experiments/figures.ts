@@ -10,6 +10,8 @@ import { runMain, UserError } from "../mod.ts";
 /** Experiments that can redraw their figure from a results file, by the `experiment` field of that file. */
 const REDRAW: Record<string, () => Promise<{ redraw(path: string, out: string): Promise<string[]> }>> = {
   figure1: () => import("./figure1.ts"),
+  figure2: () => import("./figure2.ts"),
+  figure4: () => import("./figure4.ts"),
 };
 
 /** Redraws the figure of every `*.results.json` in `dir`; returns the paths written. */
