@@ -25,7 +25,7 @@ export { tf, tfl } from "./lib/tf.ts";
 export { type BackendInfo, type BackendName, BACKENDS, currentBackend, useBackend, versions } from "./lib/backend.ts";
 export { type Dataset, gather, imageSize, slice, take } from "./lib/data.ts";
 export { loadMnist, MNIST_DIR, parseIdxImages, parseIdxLabels } from "./lib/mnist.ts";
-export { CAPACITY_SCALES, capacityShape, logits, MODEL_A, mnistNet, type MnistNetShape } from "./lib/models.ts";
+export { CAPACITY_SCALES, capacityShape, logits, mnistNet, type MnistNetShape, MODEL_A } from "./lib/models.ts";
 export { crossEntropy, cwLoss, isCorrect } from "./lib/losses.ts";
 export { fgsm, perturb, pgd, type PgdOptions, type PgdResult, pgdStep, validatePgdOptions } from "./lib/pgd.ts";
 export { Adam, Momentum, type Optimizer } from "./lib/optim.ts";
@@ -38,11 +38,11 @@ export {
   trainStep,
   validateTrainConfig,
 } from "./lib/train.ts";
-export { type Accuracy, evaluate, type EvalOptions } from "./lib/eval.ts";
+export { type Accuracy, type EvalOptions, evaluate } from "./lib/eval.ts";
 export { loadCheckpoint, loadModel, saveCheckpoint, saveModel } from "./lib/checkpoint.ts";
 export { Rng } from "./lib/rng.ts";
 export { check, UserError } from "./lib/errors.ts";
-export { type CommonFlags, type ExperimentSpec, parseExperimentArgs, runMain } from "./lib/cli.ts";
+export { type CommonFlags, type ExperimentSpec, ensureWritable, kebab, parseExperimentArgs, runMain } from "./lib/cli.ts";
 export { Progress } from "./lib/progress.ts";
 export { toPng, toSvg, type VegaLiteSpec, writeFigure, writeJsonAtomic } from "./lib/vega.ts";
 export { fmtNum, fmtPct, markdownTable } from "./lib/table.ts";

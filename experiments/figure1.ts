@@ -14,11 +14,13 @@
 import {
   currentBackend,
   type Dataset,
+  ensureWritable,
   evaluate,
   type ExperimentSpec,
   fmtNum,
   fmtPct,
   gather,
+  kebab,
   loadMnist,
   markdownTable,
   parseExperimentArgs,
@@ -30,8 +32,8 @@ import {
   type TrainConfig,
   trainModel,
   useBackend,
-  versions,
   type VegaLiteSpec,
+  versions,
   writeFigure,
   writeJsonAtomic,
 } from "../mod.ts";
@@ -79,25 +81,26 @@ export interface Config {
 
 /**
  * The quick preset: a smaller net (conv 16, conv 32, FC 512: scale 8 of the
- * conference version's capacity family) trained with Adam 1e-3 on 7-step PGD of
- * 0.1, which reaches a robust model in minutes on two cores.
+ * conference version's capacity family) trained with Adam 1e-3 for 1,300 steps
+ * on 4-step PGD of 0.1 from a random start, which reaches a robust model (about
+ * 98% natural, 84% PGD-40 accuracy) in about 7 minutes on two cores.
  */
 export const DEFAULTS: Config = {
   eps: 0.3,
   steps: 40,
   stepSize: 0.01,
-  restarts: 200,
+  restarts: 100,
   examples: 4,
-  evalExamples: 1000,
+  evalExamples: 500,
   evalSteps: 40,
   conv1: 16,
   conv2: 32,
   fc: 512,
   lr: 1e-3,
   batch: 50,
-  naturalSteps: 600,
-  advSteps: 2000,
-  trainAttackSteps: 7,
+  naturalSteps: 300,
+  advSteps: 1300,
+  trainAttackSteps: 4,
   trainAttackStepSize: 0.1,
   trainExamples: 60000,
   seed: 0,
@@ -107,6 +110,7 @@ export const DEFAULTS: Config = {
 export const PRESETS: Record<string, Partial<Config>> = {
   paper: {
     steps: 100,
+    restarts: 200,
     conv1: 32,
     conv2: 64,
     fc: 1024,
@@ -160,19 +164,21 @@ export const SPEC: ExperimentSpec<Config> = {
     seed: "random seed",
   },
   validate(c) {
-    if (!(c.eps > 0 && c.eps <= 1)) throw new UserError(`--eps must be in (0, 1] for MNIST pixels in [0,1], got ${c.eps}`);
-    for (const k of ["steps", "restarts", "examples", "evalExamples", "evalSteps", "naturalSteps", "advSteps"] as const) {
+    if (!(c.eps > 0 && c.eps <= 1)) {
+      throw new UserError(`--eps must be in (0, 1] for MNIST pixels in [0,1], got ${c.eps}`);
+    }
+    for (
+      const k of ["steps", "restarts", "examples", "evalExamples", "evalSteps", "naturalSteps", "advSteps"] as const
+    ) {
       if (!Number.isInteger(c[k]) || c[k] < 1) throw new UserError(`--${kebab(k)} must be an integer ≥ 1, got ${c[k]}`);
     }
     if (c.restarts < 2) throw new UserError(`--restarts must be ≥ 2 to compare maxima, got ${c.restarts}`);
     if (!(c.stepSize > 0)) throw new UserError(`--step-size must be > 0, got ${c.stepSize}`);
-    if (c.examples > 10000) throw new UserError(`--examples must be at most 10000 (the MNIST test set), got ${c.examples}`);
+    if (c.examples > 10000) {
+      throw new UserError(`--examples must be at most 10000 (the MNIST test set), got ${c.examples}`);
+    }
   },
 };
-
-function kebab(k: string): string {
-  return k.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`);
-}
 
 /** The training config of the natural or the adversarially trained model. */
 export function trainConfig(c: Config, kind: "natural" | "adversarial"): TrainConfig {
@@ -376,6 +382,7 @@ export function figure(results: Results): VegaLiteSpec {
     )
   );
   const c = results.config;
+  const lo = Math.min(...rows.map((r) => r.lo)), hi = Math.max(...rows.map((r) => r.hi));
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: {
@@ -398,7 +405,7 @@ export function figure(results: Results): VegaLiteSpec {
           field: "lo",
           type: "quantitative",
           bin: "binned",
-          scale: { type: "log" },
+          scale: { type: "log", domain: [lo / 1.5, hi * 1.5], nice: false },
           title: "final loss (log scale)",
           axis: { format: "~g", labelOverlap: true },
         },
@@ -484,14 +491,18 @@ export function table(results: Results): string {
   const nat = stats(all("natural")), adv = stats(all("adversarial"));
   const dist = stats(results.examples.map((e) => e.adversarial.geometry.distance.mean));
   const rdist = stats(results.examples.map((e) => e.randomGeometry.distance.mean));
-  const ang = stats(results.examples.flatMap((e) => [e.adversarial.geometry.angle.mean, e.natural.geometry.angle.mean]));
+  const ang = stats(
+    results.examples.flatMap((e) => [e.adversarial.geometry.angle.mean, e.natural.geometry.angle.mean]),
+  );
   const spread = (s: ReturnType<typeof stats>) => s.std / Math.max(s.mean, 1e-12);
   lines.push(markdownTable(
     ["claim (Madry et al., Sec. 3.1)", "measured here"],
     [
       [
         "the adversarially trained model's final losses are far lower than the natural model's",
-        `mean ${fmtNum(adv.mean, 3)} vs ${fmtNum(nat.mean, 3)} (${fmtNum(nat.mean / Math.max(adv.mean, 1e-12), 0)}× lower)`,
+        `mean ${fmtNum(adv.mean, 3)} vs ${fmtNum(nat.mean, 3)} (${
+          fmtNum(nat.mean / Math.max(adv.mean, 1e-12), 0)
+        }× lower)`,
       ],
       [
         "the final losses are well concentrated, without extreme outliers",
@@ -545,6 +556,8 @@ export async function main(args: string[]): Promise<void> {
     return;
   }
   const { config, common } = parsed;
+  await ensureWritable(common.out, "--out");
+  await ensureWritable(common.cacheDir, "--cache-dir");
   await useBackend(common.backend, { quiet: common.quiet });
   const results = await run(config, { ...common });
   for (const p of await write(results, common.out)) console.log(`wrote ${p}`);

@@ -7,7 +7,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { BACKENDS, type BackendName } from "./backend.ts";
+import { type BackendName, BACKENDS } from "./backend.ts";
 import { UserError } from "./errors.ts";
 
 /** What an experiment declares so that {@link parseExperimentArgs} can build its command line. */
@@ -137,6 +137,20 @@ function parseValue(flag: string, raw: string, like: unknown): unknown {
     return raw === "true";
   }
   return raw;
+}
+
+/**
+ * Checks, before any work starts, that `dir` may be written under the granted
+ * permissions, so a long run never ends in a permission error when it saves.
+ */
+export async function ensureWritable(dir: string, flag: string): Promise<void> {
+  const { state } = await Deno.permissions.query({ name: "write", path: dir });
+  if (state !== "granted") {
+    throw new UserError(
+      `${flag} ${dir} is not writable with this task's permissions (the tasks may write figures/ and .cache/); ` +
+        `run the script with deno run and --allow-write=${dir} instead`,
+    );
+  }
 }
 
 /**

@@ -123,10 +123,56 @@ Deno.test("a corrupt or mismatched checkpoint says how to retrain and is not del
   const latest = (await Deno.readTextFile(`${t.dir}/latest`)).trim();
   await assertRejects(() => loadCheckpoint(t.dir, "other"), UserError, "--retrain");
   await Deno.writeTextFile(`${t.dir}/${latest}/state.json`, "{not json");
-  await assertRejects(() => trainModel({ ...CONFIG, steps: 2 }, { data, quiet: true, cacheDir }), UserError, "--retrain");
+  await assertRejects(
+    () => trainModel({ ...CONFIG, steps: 2 }, { data, quiet: true, cacheDir }),
+    UserError,
+    "--retrain",
+  );
   assertEquals(await Deno.readTextFile(`${t.dir}/${latest}/state.json`), "{not json");
   // --retrain trains again.
   const again = await trainModel({ ...CONFIG, steps: 2 }, { data, quiet: true, cacheDir, retrain: true });
   assertEquals(again.fromCache, false);
+  await Deno.remove(cacheDir, { recursive: true });
+});
+
+Deno.test("kill -9 during training, then resume: same model as an uninterrupted run", async () => {
+  const { KILL_CONFIG } = await import("./fixtures/kill_config.ts");
+  const cacheDir = await Deno.makeTempDir();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      `--allow-write=${cacheDir}`,
+      "tests/fixtures/train_child.ts",
+      cacheDir,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  // Wait until a few checkpoints exist, then kill the trainer without warning.
+  const started = performance.now();
+  let step = 0;
+  while (step < 3 && performance.now() - started < 120_000) {
+    await new Promise((r) => setTimeout(r, 50));
+    for (const e of Deno.readDirSync(cacheDir).flatMap((m) => m.isDirectory ? [m] : [])) {
+      for (const d of Deno.readDirSync(`${cacheDir}/${e.name}`)) {
+        const dir = `${cacheDir}/${e.name}/${d.name}`;
+        try {
+          step = Number((await Deno.readTextFile(`${dir}/latest`)).trim().slice(5));
+        } catch { /* not yet */ }
+      }
+    }
+  }
+  child.kill("SIGKILL");
+  const status = await child.status;
+  assert(step >= 3, "the child wrote checkpoints");
+  assert(!status.success, "the child was killed before finishing");
+  const resumed = await trainModel(KILL_CONFIG, { data, cacheDir, quiet: true });
+  assertEquals(resumed.fromCache, false);
+  assertEquals(resumed.step, KILL_CONFIG.steps);
+  const whole = await trainModel(KILL_CONFIG, { data, cacheDir: `${cacheDir}/whole`, quiet: true });
+  assertEquals(resumed.history.loss, whole.history.loss);
+  assertEquals(await weights(resumed.model), await weights(whole.model));
   await Deno.remove(cacheDir, { recursive: true });
 });
