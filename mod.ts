@@ -42,7 +42,14 @@ export { type Accuracy, type EvalOptions, evaluate } from "./lib/eval.ts";
 export { loadCheckpoint, loadModel, saveCheckpoint, saveModel } from "./lib/checkpoint.ts";
 export { Rng } from "./lib/rng.ts";
 export { check, UserError } from "./lib/errors.ts";
-export { type CommonFlags, type ExperimentSpec, ensureWritable, kebab, parseExperimentArgs, runMain } from "./lib/cli.ts";
+export {
+  type CommonFlags,
+  ensureWritable,
+  type ExperimentSpec,
+  kebab,
+  parseExperimentArgs,
+  runMain,
+} from "./lib/cli.ts";
 export { Progress } from "./lib/progress.ts";
 export { toPng, toSvg, type VegaLiteSpec, writeFigure, writeJsonAtomic } from "./lib/vega.ts";
 export { fmtNum, fmtPct, markdownTable } from "./lib/table.ts";

@@ -35,7 +35,10 @@ export function currentBackend(): BackendInfo | undefined {
  * Makes `requested` the active backend. An explicit backend that cannot start
  * is a {@link UserError}; `auto` falls back and says why.
  */
-export async function useBackend(requested: BackendName = "auto", options: { quiet?: boolean } = {}): Promise<BackendInfo> {
+export async function useBackend(
+  requested: BackendName = "auto",
+  options: { quiet?: boolean } = {},
+): Promise<BackendInfo> {
   if (!(BACKENDS as readonly string[]).includes(requested)) {
     throw new UserError(`unknown backend "${requested}", expected one of ${BACKENDS.join(", ")}`);
   }

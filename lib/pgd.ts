@@ -173,7 +173,7 @@ export async function pgd(
   const finalLosses: Float32Array[] = [];
   const correct: boolean[][] = [];
   const lossCurves: Float32Array[][] = [];
-  const robust = new Array<boolean>(n).fill(true);  // updated per restart as in robustAcrossRestarts
+  const robust = new Array<boolean>(n).fill(true); // updated per restart as in robustAcrossRestarts
   const bestLoss = new Float32Array(n).fill(-Infinity);
   const worst = new Float32Array(x.size);
 

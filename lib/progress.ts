@@ -55,7 +55,9 @@ export class Progress {
     const width = String(this.total).length;
     console.error(
       `${this.label}  ${String(done).padStart(width)}/${this.total}  ${extra}${extra ? "  " : ""}` +
-        `${(rate * this.examplesPerUnit).toFixed(0)} ex/s  ${finished ? `done in ${formatDuration(t)}` : `eta ${formatDuration(eta)}`}`,
+        `${(rate * this.examplesPerUnit).toFixed(0)} ex/s  ${
+          finished ? `done in ${formatDuration(t)}` : `eta ${formatDuration(eta)}`
+        }`,
     );
   }
 }

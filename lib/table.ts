@@ -63,11 +63,8 @@ export function markdownTable(
     }
   });
   const cells = [header, ...rows].map((row) => row.map(cellText));
-  const widths = header.map((_, j) =>
-    Math.max(3, ...cells.map((row) => row[j].length))
-  );
-  const line = (row: string[]) =>
-    `| ${row.map((c, j) => pad(c, widths[j], aligns[j])).join(" | ")} |`;
+  const widths = header.map((_, j) => Math.max(3, ...cells.map((row) => row[j].length)));
+  const line = (row: string[]) => `| ${row.map((c, j) => pad(c, widths[j], aligns[j])).join(" | ")} |`;
   return [
     line(cells[0]),
     `| ${widths.map((w, j) => rule(w, aligns[j])).join(" | ")} |`,

@@ -283,4 +283,3 @@ export async function trainModel(config: TrainConfig, options: TrainOptions): Pr
 function mean(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
 }
-

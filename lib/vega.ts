@@ -177,9 +177,7 @@ export async function writeFigure(
 ): Promise<string[]> {
   if (!/^[\w.-]+$/.test(name)) {
     throw new Error(
-      `figure name must be letters, digits, '_', '-' or '.', got ${
-        JSON.stringify(name)
-      }`,
+      `figure name must be letters, digits, '_', '-' or '.', got ${JSON.stringify(name)}`,
     );
   }
   const svg = await toSvg(spec);

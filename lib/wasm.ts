@@ -222,9 +222,7 @@ function conv2dBackpropInputKernel(
     if (attrs.dataFormat === "NCHW" || top < 0 || left < 0) {
       if (!stock) {
         throw new Error(
-          `wasm Conv2DBackpropInput: unsupported attrs ${
-            JSON.stringify(attrs)
-          }`,
+          `wasm Conv2DBackpropInput: unsupported attrs ${JSON.stringify(attrs)}`,
         );
       }
       return stock(args);

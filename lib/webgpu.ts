@@ -67,10 +67,9 @@ export async function webgpuAdapterInfo(): Promise<WebgpuAdapterInfo> {
         (adapter as unknown as { isFallbackAdapter?: boolean })
           .isFallbackAdapter,
     );
-    const description =
-      [info.description, info.vendor, info.architecture, info.device]
-        .filter((s) => typeof s === "string" && s.length > 0)
-        .join(" / ") || "unnamed adapter";
+    const description = [info.description, info.vendor, info.architecture, info.device]
+      .filter((s) => typeof s === "string" && s.length > 0)
+      .join(" / ") || "unnamed adapter";
     return { available: true, fallback, description };
   } catch (error) {
     return {

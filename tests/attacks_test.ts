@@ -6,8 +6,8 @@ import {
   fgsm,
   loadMnist,
   logits,
-  MODEL_A,
   mnistNet,
+  MODEL_A,
   perturb,
   pgd,
   slice,
@@ -71,7 +71,11 @@ Deno.test("PGD: the random start is clipped to the pixel range", async () => {
 
 Deno.test("PGD: deterministic for a seed, different across seeds", async () => {
   const o = { eps: 0.3, steps: 3, stepSize: 0.1, seed: 5 };
-  const [r1, r2, r3] = [await pgd(model, x, y, o), await pgd(model, x, y, o), await pgd(model, x, y, { ...o, seed: 6 })];
+  const [r1, r2, r3] = [
+    await pgd(model, x, y, o),
+    await pgd(model, x, y, o),
+    await pgd(model, x, y, { ...o, seed: 6 }),
+  ];
   assertEquals(await r1.adv.data(), await r2.adv.data());
   assert((await r1.adv.data()).some((v, i) => v !== r3.adv.dataSync()[i]));
   tf.dispose([r1.adv, r2.adv, r3.adv]);

@@ -40,7 +40,17 @@ Deno.test("--help lists every flag and preset", () => {
 Deno.test("figure1 with a bad flag exits 2 with one line and writes nothing", async () => {
   const out = await Deno.makeTempDir();
   const cmd = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-env", "--allow-ffi", `--allow-write=${out}`, "experiments/figure1.ts", "--eps=-1", "--out", out],
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      "--allow-ffi",
+      `--allow-write=${out}`,
+      "experiments/figure1.ts",
+      "--eps=-1",
+      "--out",
+      out,
+    ],
     stdout: "piped",
     stderr: "piped",
   });

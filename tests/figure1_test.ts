@@ -1,6 +1,15 @@
 import { assert, assertEquals } from "./assert.ts";
 import { tf } from "../mod.ts";
-import { figure, pairwiseGeometry, PRESETS, DEFAULTS, type Results, run, table, write } from "../experiments/figure1.ts";
+import {
+  DEFAULTS,
+  figure,
+  pairwiseGeometry,
+  PRESETS,
+  type Results,
+  run,
+  table,
+  write,
+} from "../experiments/figure1.ts";
 import { redrawAll } from "../experiments/figures.ts";
 
 await tf.setBackend("cpu");
@@ -8,7 +17,10 @@ await tf.setBackend("cpu");
 /** A small results object with fixed numbers, for the spec and table snapshots. */
 function fixture(): Results {
   const losses = (a: number, k: number) => Array.from({ length: 6 }, (_, i) => a + k * i);
-  const geometry = { distance: { mean: 4, std: 0.1, min: 3.8, max: 4.2 }, angle: { mean: 80, std: 2, min: 77, max: 83 } };
+  const geometry = {
+    distance: { mean: 4, std: 0.1, min: 3.8, max: 4.2 },
+    angle: { mean: 80, std: 2, min: 77, max: 83 },
+  };
   return {
     experiment: "figure1",
     dataset: "mnist",
@@ -20,14 +32,40 @@ function fixture(): Results {
     wall_seconds: 1,
     models: {
       natural: {
-        train: { dataset: "mnist", model: { conv1: 2, conv2: 4, fc: 8 }, method: "natural", eps: 0.3, attackSteps: 2, attackStepSize: 0.1, randomStart: true, optimizer: "adam", lr: 0.001, batch: 50, steps: 4, seed: 0 },
+        train: {
+          dataset: "mnist",
+          model: { conv1: 2, conv2: 4, fc: 8 },
+          method: "natural",
+          eps: 0.3,
+          attackSteps: 2,
+          attackStepSize: 0.1,
+          randomStart: true,
+          optimizer: "adam",
+          lr: 0.001,
+          batch: 50,
+          steps: 4,
+          seed: 0,
+        },
         hash: "h1",
         fromCache: false,
         trainSeconds: 1,
         accuracy: { n: 40, natural: 0.9, pgd: 0 },
       },
       adversarial: {
-        train: { dataset: "mnist", model: { conv1: 2, conv2: 4, fc: 8 }, method: "pgd", eps: 0.3, attackSteps: 2, attackStepSize: 0.1, randomStart: true, optimizer: "adam", lr: 0.001, batch: 50, steps: 4, seed: 0 },
+        train: {
+          dataset: "mnist",
+          model: { conv1: 2, conv2: 4, fc: 8 },
+          method: "pgd",
+          eps: 0.3,
+          attackSteps: 2,
+          attackStepSize: 0.1,
+          randomStart: true,
+          optimizer: "adam",
+          lr: 0.001,
+          batch: 50,
+          steps: 4,
+          seed: 0,
+        },
         hash: "h2",
         fromCache: false,
         trainSeconds: 1,
@@ -55,7 +93,9 @@ Deno.test("figure 1 spec snapshot", async () => {
 
 Deno.test("figure 1 table states the paper's claims beside the numbers", () => {
   const md = table(fixture());
-  for (const s of ["far lower", "well concentrated", "random points in the ℓ∞ ball", "close to 90°", "figure1_mnist.png"]) {
+  for (
+    const s of ["far lower", "well concentrated", "random points in the ℓ∞ ball", "close to 90°", "figure1_mnist.png"]
+  ) {
     assert(md.includes(s), `table lacks "${s}"`);
   }
   assert(md.includes("| 90.0% |") || md.includes("90.0%"));

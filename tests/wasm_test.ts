@@ -58,8 +58,7 @@ function assertNoLeak(f: () => void): void {
 }
 
 let seed = 1;
-const normal = (shape: number[]) =>
-  tf.randomNormal(shape, 0, 1, "float32", seed++);
+const normal = (shape: number[]) => tf.randomNormal(shape, 0, 1, "float32", seed++);
 
 type ConvCase = [
   n: number,
@@ -85,19 +84,14 @@ const CONV_CASES: ConvCase[] = [
 Deno.test("wasm Conv2DBackpropInput matches cpu (strides 1, 2; SAME, VALID)", async () => {
   for (const [n, h, w, ci, co, k, s, pad] of CONV_CASES) {
     const filter = normal([k, k, ci, co]) as tf.Tensor4D;
-    const outShape =
-      tf.conv2d(tf.zeros([n, h, w, ci]) as tf.Tensor4D, filter, s, pad).shape;
+    const outShape = tf.conv2d(tf.zeros([n, h, w, ci]) as tf.Tensor4D, filter, s, pad).shape;
     const dy = normal(outShape) as tf.Tensor4D;
-    const [err] = await compare(() =>
-      tf.conv2dTranspose(dy, filter, [n, h, w, ci], s, pad)
-    );
+    const [err] = await compare(() => tf.conv2dTranspose(dy, filter, [n, h, w, ci], s, pad));
     assert.ok(
       err <= 1e-4,
       `case ${[n, h, w, ci, co, k, s, pad]}: rel error ${err}`,
     );
-    assertNoLeak(() =>
-      tf.conv2dTranspose(dy, filter, [n, h, w, ci], s, pad).dispose()
-    );
+    assertNoLeak(() => tf.conv2dTranspose(dy, filter, [n, h, w, ci], s, pad).dispose());
     tf.dispose([filter, dy]);
   }
 });
@@ -107,10 +101,7 @@ Deno.test("wasm Conv2DBackpropFilter matches cpu (strides 1, 2; SAME, VALID)", a
     const x = normal([n, h, w, ci]) as tf.Tensor4D;
     const filter = normal([k, k, ci, co]) as tf.Tensor4D;
     const dy = normal(tf.conv2d(x, filter, s, pad).shape);
-    const dw = () =>
-      tf.grad((f: tf.Tensor) =>
-        tf.sum(tf.mul(tf.conv2d(x, f as tf.Tensor4D, s, pad), dy))
-      )(filter);
+    const dw = () => tf.grad((f: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, f as tf.Tensor4D, s, pad), dy)))(filter);
     const [err] = await compare(dw);
     assert.ok(
       err <= 1e-4,
@@ -164,10 +155,7 @@ Deno.test("wasm MaxPoolGrad matches cpu, ties included", async () => {
     // Rounded values make ties, which must go to the first maximum.
     const x = tf.round(normal([n, h, w, c])) as tf.Tensor4D;
     const dy = normal(tf.maxPool(x, f, s, pad).shape);
-    const dx = () =>
-      tf.grad((v: tf.Tensor) =>
-        tf.sum(tf.mul(tf.maxPool(v as tf.Tensor4D, f, s, pad), dy))
-      )(x);
+    const dx = () => tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(v as tf.Tensor4D, f, s, pad), dy)))(x);
     const [err] = await compare(dx);
     assert.ok(err <= 1e-6, `case ${[n, h, w, c, f, s, pad]}: rel error ${err}`);
     assertNoLeak(() => dx().dispose());
@@ -198,9 +186,7 @@ Deno.test("model A: input and parameter gradients of the summed cross-entropy ma
   };
   const errors = await compare(grads);
   assert.equal(errors.length, 1 + model.trainableWeights.length);
-  errors.forEach((err, i) =>
-    assert.ok(err <= 1e-4, `gradient ${i}: rel error ${err}`)
-  );
+  errors.forEach((err, i) => assert.ok(err <= 1e-4, `gradient ${i}: rel error ${err}`));
   model.dispose();
   tf.dispose([x, y]);
 });

@@ -35,8 +35,7 @@ Deno.test("webgpuAdapterInfo never throws and is consistent", async () => {
 });
 
 Deno.test({
-  name:
-    `model A logits and input gradients on webgpu match cpu (${adapter.description})`,
+  name: `model A logits and input gradients on webgpu match cpu (${adapter.description})`,
   ignore: !adapter.available,
   // The adapter's device and pipeline caches outlive the test.
   sanitizeResources: false,
