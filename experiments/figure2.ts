@@ -20,6 +20,7 @@ import {
   crossEntropy,
   currentBackend,
   type Dataset,
+  ensureWritable,
   type ExperimentSpec,
   fmtNum,
   gather,
@@ -324,6 +325,7 @@ export function summarize(m: ModelCurves) {
   const starts = m.curves.map((c) => c[0]);
   const steps = m.curves[0].length - 1;
   const half = Math.floor(steps / 2);
+  const to50 = m.curves.map((c) => iterationsToFraction(c, 0.5));
   const to90 = m.curves.map((c) => iterationsToFraction(c, 0.9));
   const riseLate = m.curves.map((c) => {
     const rise = c[steps] - c[0];
@@ -335,6 +337,8 @@ export function summarize(m: ModelCurves) {
     final: f,
     /** Standard deviation of the final losses over their mean. */
     relSpread: f.std / Math.max(Math.abs(f.mean), 1e-12),
+    /** Iterations to half of the rise: median and slowest restart. */
+    to50: { median: median(to50), max: Math.max(...to50) },
     /** Iterations to 90% of the rise: median and slowest restart. */
     to90: { median: median(to90), max: Math.max(...to90) },
     /** Share of the rise made in the second half of the iterations, mean over restarts. */
@@ -398,6 +402,17 @@ export function figure(results: Results): VegaLiteSpec {
   } as VegaLiteSpec;
 }
 
+/** A loss: 3 decimals from 0.1 up, else 2 significant digits (0.0081, 0.00031). */
+function fmtLoss(x: number): string {
+  return Math.abs(x) >= 0.1 || x === 0 ? fmtNum(x, 3) : x.toPrecision(2);
+}
+
+/** `a / b` as "12×" or, below 10, "1.3×". */
+function ratio(a: number, b: number): string {
+  const r = a / Math.max(b, 1e-12);
+  return `${fmtNum(r, r < 10 ? 1 : 0)}×`;
+}
+
 /** The markdown summary: the paper's observations beside what was measured. */
 export function table(results: Results): string {
   const c = results.config;
@@ -423,24 +438,27 @@ export function table(results: Results): string {
         "loss at the random starts",
         "final loss mean ± sd",
         "min – max",
-        "iterations to 90% of the rise (median, max)",
+        "iterations to 50% / 90% of the rise (median; max)",
         "still correct",
       ],
       (["natural", "adversarial"] as const).map((k) => [
         LABELS[k],
-        `${m[k].cleanPrediction} (${fmtNum(m[k].cleanLoss, 3)})`,
-        `${fmtNum(s[k].start.mean, 3)} ± ${fmtNum(s[k].start.std, 3)}`,
-        `${fmtNum(s[k].final.mean, 3)} ± ${fmtNum(s[k].final.std, 3)}`,
-        `${fmtNum(s[k].final.min, 3)} – ${fmtNum(s[k].final.max, 3)}`,
-        `${s[k].to90.median}, ${s[k].to90.max} of ${s[k].steps}`,
+        `${m[k].cleanPrediction} (${fmtLoss(m[k].cleanLoss)})`,
+        `${fmtLoss(s[k].start.mean)} ± ${fmtLoss(s[k].start.std)}`,
+        `${fmtLoss(s[k].final.mean)} ± ${fmtLoss(s[k].final.std)}`,
+        `${fmtLoss(s[k].final.min)} – ${fmtLoss(s[k].final.max)}`,
+        `${s[k].to50.median} / ${s[k].to90.median}; ${s[k].to50.max} / ${s[k].to90.max} of ${s[k].steps}`,
         `${m[k].correctRestarts}/${c.restarts}`,
       ]),
       ["l", "r", "r", "r", "r", "r", "r"],
     ),
     "",
-    '"Iterations to 90% of the rise": the first iterate at which a restart\'s loss has made 90% of its rise from ' +
-    'its random start to its final value. "Still correct": restarts after which the model still classified the ' +
-    "example correctly.",
+    '"Iterations to 50% / 90% of the rise": the first iterate at which a restart\'s loss has made half (90%) of ' +
+    'its rise from its random start to its final value; median and slowest of the restarts. "Still correct": ' +
+    "restarts after which the model still classified the example correctly. A pixel moves at most α = " +
+    `${c.stepSize} per iteration: from a uniform random start it is on average ε/α = ` +
+    `${Math.round(c.eps / c.stepSize)} iterations from the face of the ball it is pushed toward, and up to 2ε/α = ` +
+    `${Math.round(2 * c.eps / c.stepSize)}, so with this step size the plateau comes after tens of iterations.`,
     "",
     "## The paper's observations beside ours",
     "",
@@ -449,8 +467,9 @@ export function table(results: Results): string {
       [
         [
           "the loss rises quickly and plateaus after a small number of iterations",
-          `90% of the rise after a median of ${s.natural.to90.median} (natural) and ${s.adversarial.to90.median} ` +
-          `(adversarial) of ${c.steps} iterations; the second half of the iterations adds ` +
+          `half of the rise after a median of ${s.natural.to50.median} (natural) and ${s.adversarial.to50.median} ` +
+          `(adversarial) iterations, 90% after ${s.natural.to90.median} and ${s.adversarial.to90.median} of ` +
+          `${c.steps}; the second half of the iterations adds ` +
           `${fmtNum(100 * s.natural.lateRise, 1)}% (natural) and ${fmtNum(100 * s.adversarial.lateRise, 1)}% ` +
           `(adversarial) of the rise`,
         ],
@@ -461,8 +480,8 @@ export function table(results: Results): string {
         ],
         [
           "the final losses of the adversarially trained model are significantly smaller",
-          `mean ${fmtNum(s.adversarial.final.mean, 3)} vs ${fmtNum(s.natural.final.mean, 3)} ` +
-          `(${fmtNum(s.natural.final.mean / Math.max(s.adversarial.final.mean, 1e-12), 0)}× lower)`,
+          `mean ${fmtLoss(s.adversarial.final.mean)} vs ${fmtLoss(s.natural.final.mean)} ` +
+          `(${ratio(s.natural.final.mean, s.adversarial.final.mean)} lower)`,
         ],
       ],
     ),
@@ -493,6 +512,8 @@ export async function main(args: string[]): Promise<void> {
     return;
   }
   const { config, common } = parsed;
+  await ensureWritable(common.out, "--out");
+  await ensureWritable(common.cacheDir, "--cache-dir");
   await useBackend(common.backend, { quiet: common.quiet });
   const results = await run(config, { ...common });
   for (const p of await write(results, common.out)) console.log(`wrote ${p}`);

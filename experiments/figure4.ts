@@ -23,6 +23,7 @@
 import {
   currentBackend,
   type Dataset,
+  ensureWritable,
   type ExperimentSpec,
   fmtNum,
   fmtPct,
@@ -208,16 +209,15 @@ export function blockMeans(xs: number[], every: number): number[] {
   return out;
 }
 
-/** Trailing moving average over `window` values (shorter at the start). */
+/** Centred moving average over `window` values (an odd window of 2⌊window/2⌋ + 1; narrower at the ends). */
 export function movingAverage(xs: number[], window: number): number[] {
-  const out: number[] = [];
-  let sum = 0;
-  for (let i = 0; i < xs.length; i++) {
-    sum += xs[i];
-    if (i >= window) sum -= xs[i - window];
-    out.push(sum / Math.min(i + 1, window));
-  }
-  return out;
+  const half = Math.floor(window / 2);
+  const prefix = [0];
+  for (const v of xs) prefix.push(prefix[prefix.length - 1] + v);
+  return xs.map((_, i) => {
+    const lo = Math.max(0, i - half), hi = Math.min(xs.length, i + half + 1);
+    return (prefix[hi] - prefix[lo]) / (hi - lo);
+  });
 }
 
 /** Runs the experiment: the loss histories of Figure 1's models (trained only where none is cached). */
@@ -341,7 +341,9 @@ export function figure(results: Results): VegaLiteSpec {
         `Red: loss on the PGD examples each step trains on (ε = ${a.train.eps}, ${a.train.attackSteps} steps of ` +
         `${a.train.attackStepSize}, random start).`,
         "Blue: the naturally trained model's loss on clean examples, for contrast.",
-        `Points: per-batch losses${thinned ? " (evenly thinned)" : ""}; lines: moving average over ${c.smooth} steps.`,
+        `Points: per-batch losses${
+          thinned ? " (evenly thinned)" : ""
+        }; lines: centred moving average over ${c.smooth} steps.`,
         "Paper: the adversarial loss keeps decreasing during training, so the saddle point problem is being solved.",
       ],
       anchor: "start",
@@ -384,6 +386,12 @@ export function summarize(m: ModelHistory) {
   };
 }
 
+/** `a / b` as "12×" or, below 10, "1.3×". */
+function ratio(a: number, b: number): string {
+  const r = a / Math.max(b, 1e-12);
+  return `${fmtNum(r, r < 10 ? 1 : 0)}×`;
+}
+
 /** The markdown summary: the paper's statement beside what was measured. */
 export function table(results: Results): string {
   const c = results.config;
@@ -398,7 +406,9 @@ export function table(results: Results): string {
     "# Figure 4 (MNIST): adversarial training loss over training iterations",
     "",
     `Loss histories recorded while training Figure 1's models (preset \`${results.preset}\`, seed ${results.seed}): ` +
-    `natural model ${origin("natural")}, adversarially trained model ${origin("adversarial")}. Moving average over ` +
+    `natural model ${origin("natural")}, adversarially trained model ${
+      origin("adversarial")
+    }. Centred moving average over ` +
     `${c.smooth} steps. Backend ${results.backend.name}, ${fmtNum(results.wall_seconds, 0)} s. Stored in the results ` +
     `file: ${stored}.`,
     "",
@@ -448,7 +458,7 @@ export function table(results: Results): string {
         [
           "(contrast) the natural training loss, on clean examples",
           `${fmtNum(s.natural.quarters[0], 3)} → ${fmtNum(s.natural.finalLoss, 3)}, ` +
-          `${fmtNum(s.adversarial.finalLoss / Math.max(s.natural.finalLoss, 1e-12), 0)}× below the final ` +
+          `${ratio(s.adversarial.finalLoss, s.natural.finalLoss)} below the final ` +
           `adversarial loss`,
         ],
       ],
@@ -480,6 +490,8 @@ export async function main(args: string[]): Promise<void> {
     return;
   }
   const { config, common } = parsed;
+  await ensureWritable(common.out, "--out");
+  await ensureWritable(common.cacheDir, "--cache-dir");
   await useBackend(common.backend, { quiet: common.quiet });
   const results = await run(config, { ...common });
   for (const p of await write(results, common.out)) console.log(`wrote ${p}`);

@@ -92,7 +92,8 @@ Deno.test("figure 4 draws at most maxPoints raw points per model from a long his
 Deno.test("block means and moving average", () => {
   assertEquals(blockMeans([1, 3, 5, 7, 9], 2), [2, 6, 9]);
   assertEquals(blockMeans([1, 2], 1), [1, 2]);
-  assertEquals(movingAverage([2, 4, 6, 8], 2), [2, 3, 5, 7]);
+  assertEquals(movingAverage([2, 4, 6, 8], 3), [3, 4, 6, 7]);
+  assertEquals(movingAverage([2, 4, 6, 8], 1), [2, 4, 6, 8]);
 });
 
 Deno.test("figure 4 reads Figure 1's models for every preset; cifar10 is refused as not built yet", () => {
