@@ -28,7 +28,9 @@ export async function redrawAll(dir: string): Promise<string[]> {
     const path = `${dir}/${e.name}`;
     const experiment = JSON.parse(await Deno.readTextFile(path)).experiment as string;
     const mod = REDRAW[experiment];
-    if (!mod) throw new UserError(`${path}: unknown experiment "${experiment}", expected one of ${Object.keys(REDRAW)}`);
+    if (!mod) {
+      throw new UserError(`${path}: unknown experiment "${experiment}", expected one of ${Object.keys(REDRAW)}`);
+    }
     written.push(...await (await mod()).redraw(path, dir));
   }
   return written;
