@@ -20,7 +20,6 @@ import {
   crossEntropy,
   currentBackend,
   type Dataset,
-  ensureWritable,
   type ExperimentSpec,
   fmtNum,
   gather,
@@ -28,20 +27,17 @@ import {
   loadMnist,
   logits,
   markdownTable,
-  parseExperimentArgs,
   pgd,
   Rng,
   runMain,
   tf,
   type TrainConfig,
   trainModel,
-  useBackend,
   UserError,
   type VegaLiteSpec,
   versions,
-  writeFigure,
-  writeJsonAtomic,
 } from "../mod.ts";
+import { type Drawing, experimentMain, redrawResults, writeResults } from "../lib/experiment.ts";
 import * as figure1 from "./figure1.ts";
 
 /** Every hyperparameter of the experiment: the attack, the example, and Figure 1's training fields. */
@@ -490,33 +486,22 @@ export function table(results: Results): string {
   return lines.join("\n");
 }
 
+/** How the results are drawn: `figure2_<dataset>.*`. */
+export const DRAWING: Drawing<Results> = { prefix: "figure2", figure, table };
+
 /** Writes the results JSON and, from it, the spec, SVG, PNG and markdown. */
-export async function write(results: Results, out: string): Promise<string[]> {
-  await Deno.mkdir(out, { recursive: true });
-  const name = `figure2_${results.dataset}`;
-  await writeJsonAtomic(`${out}/${name}.results.json`, results);
-  return [`${out}/${name}.results.json`, ...await writeFigure(out, name, figure(results), table(results))];
+export function write(results: Results, out: string): Promise<string[]> {
+  return writeResults(DRAWING, results, out);
 }
 
 /** Redraws the figure from a saved results file. */
-export async function redraw(resultsPath: string, out: string): Promise<string[]> {
-  const results = JSON.parse(await Deno.readTextFile(resultsPath)) as Results;
-  return await writeFigure(out, `figure2_${results.dataset}`, figure(results), table(results));
+export function redraw(resultsPath: string, out: string): Promise<string[]> {
+  return redrawResults(DRAWING, resultsPath, out);
 }
 
 /** The command line: `deno task figure2 [flags]`. */
-export async function main(args: string[]): Promise<void> {
-  const parsed = parseExperimentArgs(args, SPEC);
-  if ("help" in parsed) {
-    console.log(parsed.help);
-    return;
-  }
-  const { config, common } = parsed;
-  await ensureWritable(common.out, "--out");
-  await ensureWritable(common.cacheDir, "--cache-dir");
-  await useBackend(common.backend, { quiet: common.quiet });
-  const results = await run(config, { ...common });
-  for (const p of await write(results, common.out)) console.log(`wrote ${p}`);
+export function main(args: string[]): Promise<void> {
+  return experimentMain(args, SPEC, (config, common) => run(config, { ...common }), DRAWING);
 }
 
 if (import.meta.main) await runMain(() => main(Deno.args));

@@ -23,25 +23,21 @@
 import {
   currentBackend,
   type Dataset,
-  ensureWritable,
   type ExperimentSpec,
   fmtNum,
   fmtPct,
   kebab,
   loadMnist,
   markdownTable,
-  parseExperimentArgs,
   runMain,
   tf,
   type TrainConfig,
   trainModel,
-  useBackend,
   UserError,
   type VegaLiteSpec,
   versions,
-  writeFigure,
-  writeJsonAtomic,
 } from "../mod.ts";
+import { type Drawing, experimentMain, redrawResults, writeResults } from "../lib/experiment.ts";
 import * as figure1 from "./figure1.ts";
 
 /** Every hyperparameter: Figure 1's training fields, and how the curves are drawn. */
@@ -468,33 +464,22 @@ export function table(results: Results): string {
   return lines.join("\n");
 }
 
+/** How the results are drawn: `figure4_<dataset>.*`. */
+export const DRAWING: Drawing<Results> = { prefix: "figure4", figure, table };
+
 /** Writes the results JSON and, from it, the spec, SVG, PNG and markdown. */
-export async function write(results: Results, out: string): Promise<string[]> {
-  await Deno.mkdir(out, { recursive: true });
-  const name = `figure4_${results.dataset}`;
-  await writeJsonAtomic(`${out}/${name}.results.json`, results);
-  return [`${out}/${name}.results.json`, ...await writeFigure(out, name, figure(results), table(results))];
+export function write(results: Results, out: string): Promise<string[]> {
+  return writeResults(DRAWING, results, out);
 }
 
 /** Redraws the figure from a saved results file. */
-export async function redraw(resultsPath: string, out: string): Promise<string[]> {
-  const results = JSON.parse(await Deno.readTextFile(resultsPath)) as Results;
-  return await writeFigure(out, `figure4_${results.dataset}`, figure(results), table(results));
+export function redraw(resultsPath: string, out: string): Promise<string[]> {
+  return redrawResults(DRAWING, resultsPath, out);
 }
 
 /** The command line: `deno task figure4 [flags]`. */
-export async function main(args: string[]): Promise<void> {
-  const parsed = parseExperimentArgs(args, SPEC);
-  if ("help" in parsed) {
-    console.log(parsed.help);
-    return;
-  }
-  const { config, common } = parsed;
-  await ensureWritable(common.out, "--out");
-  await ensureWritable(common.cacheDir, "--cache-dir");
-  await useBackend(common.backend, { quiet: common.quiet });
-  const results = await run(config, { ...common });
-  for (const p of await write(results, common.out)) console.log(`wrote ${p}`);
+export function main(args: string[]): Promise<void> {
+  return experimentMain(args, SPEC, (config, common) => run(config, { ...common }), DRAWING);
 }
 
 if (import.meta.main) await runMain(() => main(Deno.args));
