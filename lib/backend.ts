@@ -59,10 +59,13 @@ export async function useBackend(
     }
   }
   if (!info && (requested === "auto" || requested === "native")) {
-    const { registerNativeBackend } = await import("./native.ts");
-    const r = await registerNativeBackend();
-    if (r.ok && await tf.setBackend("native")) info = { name: "native", requested, detail: `BLAS ${r.path}` };
-    else {
+    const native = await import("./native.ts");
+    const r = await native.registerNativeBackend();
+    if (r.ok && await tf.setBackend("native")) {
+      const why = native.compiledReason;
+      const loops = why ? `TypeScript loops (no compiled ones: ${why})` : "compiled C loops";
+      info = { name: "native", requested, detail: `BLAS ${r.path}, ${loops}` };
+    } else {
       const why = r.ok ? "backend failed to start" : r.reason;
       if (requested === "native") throw new UserError(`--backend native cannot load: ${why}`);
       skipped.push(`native: ${why}`);

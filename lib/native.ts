@@ -24,6 +24,7 @@
  */
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import { loadBlas, type Sgemm } from "./blas.ts";
+import { type CompiledKernels, loadCompiledKernels } from "./cc.ts";
 import { tf } from "./tf.ts";
 
 /** Name the backend is registered under. */
@@ -410,6 +411,51 @@ function col2im(col: Float32Array, ci: ConvInfo, b0: number, nb: number, dx: Flo
   }
 }
 
+/** The compiled loops of lib/native_kernels.c, when a C compiler was found (see lib/cc.ts). */
+let compiled: CompiledKernels | undefined;
+
+/** Why the compiled loops are not in use ("" when they are). */
+export let compiledReason = "not loaded";
+
+/** Uses the compiled loops (true) or the TypeScript ones (false); returns the previous setting. */
+export function useCompiledLoops(on: boolean): boolean {
+  const before = compiled !== undefined;
+  if (on) {
+    const r = loadCompiledKernels();
+    compiled = r.ok ? r.kernels : undefined;
+    compiledReason = r.ok ? "" : r.reason;
+  } else compiled = undefined;
+  return before;
+}
+
+function convParams(ci: ConvInfo): Int32Array {
+  return Int32Array.of(
+    ci.inHeight,
+    ci.inWidth,
+    ci.inChannels,
+    ci.outHeight,
+    ci.outWidth,
+    ci.filterHeight,
+    ci.filterWidth,
+    ci.strideHeight,
+    ci.strideWidth,
+    ci.dilationHeight,
+    ci.dilationWidth,
+    ci.padInfo.top,
+    ci.padInfo.left,
+  );
+}
+
+function toCols(x: Float32Array, ci: ConvInfo, b0: number, nb: number, col: Float32Array): void {
+  if (compiled) compiled.im2col(x, col, b0, nb, convParams(ci));
+  else im2col(x, ci, b0, nb, col);
+}
+
+function fromCols(col: Float32Array, ci: ConvInfo, b0: number, nb: number, dx: Float32Array): void {
+  if (compiled) compiled.col2im(col, dx, b0, nb, convParams(ci));
+  else col2im(col, ci, b0, nb, dx);
+}
+
 /** A 1×1 stride-1 unpadded convolution is a plain matrix product on NHWC. */
 function isPointwise(ci: ConvInfo): boolean {
   return ci.filterHeight === 1 && ci.filterWidth === 1 && ci.strideHeight === 1 &&
@@ -436,7 +482,7 @@ function convForward(backend: NativeBackend, x: Float32Array, w: Float32Array, c
   const col = scratchOf(chunk * rows * K);
   for (let b0 = 0; b0 < ci.batchSize; b0 += chunk) {
     const nb = Math.min(chunk, ci.batchSize - b0);
-    im2col(x, ci, b0, nb, col);
+    toCols(x, ci, b0, nb, col);
     sgemm(false, false, nb * rows, Co, K, 1, col, K, w, Co, 0, y.subarray(b0 * rows * Co), Co);
   }
   return y;
@@ -463,7 +509,7 @@ function convBackpropInput(
   for (let b0 = 0; b0 < ci.batchSize; b0 += chunk) {
     const nb = Math.min(chunk, ci.batchSize - b0);
     sgemm(false, true, nb * rows, K, Co, 1, dy.subarray(b0 * rows * Co), Co, w, Co, 0, col, K);
-    col2im(col, ci, b0, nb, dx);
+    fromCols(col, ci, b0, nb, dx);
   }
   return dx;
 }
@@ -488,7 +534,7 @@ function convBackpropFilter(
   const col = scratchOf(chunk * rows * K);
   for (let b0 = 0; b0 < ci.batchSize; b0 += chunk) {
     const nb = Math.min(chunk, ci.batchSize - b0);
-    im2col(x, ci, b0, nb, col);
+    toCols(x, ci, b0, nb, col);
     const beta = b0 === 0 ? 0 : 1;
     sgemm(true, false, K, Co, nb * rows, 1, col, K, dy.subarray(b0 * rows * Co), Co, beta, dw, Co);
   }
@@ -1048,6 +1094,7 @@ export function registerNativeBackend(): Promise<NativeResult> {
   const blas = loadBlas();
   if (!blas.ok) return Promise.resolve(blas);
   sgemm = blas.sgemm;
+  useCompiledLoops(true);
   for (const config of tf.getKernelsForBackend("cpu")) {
     cpuKernels.set(config.kernelName, config.kernelFunc as unknown as Kernel);
   }

@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { loadBlas } from "../lib/blas.ts";
 import { capacityShape, logits, mnistNet, MODEL_A } from "../lib/models.ts";
-import { NATIVE_BACKEND, registerNativeBackend } from "../lib/native.ts";
+import { compiledReason, NATIVE_BACKEND, registerNativeBackend, useCompiledLoops } from "../lib/native.ts";
 import { tf } from "../lib/tf.ts";
 
 const blas = loadBlas();
@@ -112,32 +112,41 @@ function convName(c: ConvCase): string {
 }
 
 Deno.test({
-  name: "native Conv2D and its gradients (x, filter) equal cpu",
+  name: "native Conv2D and its gradients (x, filter) equal cpu, with compiled and TypeScript loops",
   ignore,
   fn: async () => {
     await setup();
-    for (const [i, c] of CONVS.entries()) {
-      const conv = (x: tf.Tensor, w: tf.Tensor) =>
-        tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.stride, c.pad, "NHWC", c.dilation ?? 1);
-      const make = () => {
-        const x = tensor([c.n, c.h, c.w, c.cin], 10 + i);
-        const w = tensor([c.k[0], c.k[1], c.cin, c.cout], 20 + i);
-        return { x, w };
-      };
-      await assertSame(`Conv2D ${convName(c)}`, () => {
-        const { x, w } = make();
-        return conv(x, w);
-      });
-      if (c.dilation) continue; // TF.js has no gradient for dilated conv2d
-      await assertSame(`Conv2D gradients ${convName(c)}`, () => {
-        const { x, w } = make();
-        const y = conv(x, w);
-        const r = tensor(y.shape, 30 + i);
-        return tf.grads((a, b) => tf.sum(tf.mul(conv(a, b), r)))([x, w]);
-      });
+    for (const loops of ["compiled", "typescript"]) {
+      useCompiledLoops(loops === "compiled");
+      if (loops === "compiled" && compiledReason) console.warn(`compiled loops unavailable: ${compiledReason}`);
+      await convCases();
     }
+    useCompiledLoops(true);
   },
 });
+
+async function convCases() {
+  for (const [i, c] of CONVS.entries()) {
+    const conv = (x: tf.Tensor, w: tf.Tensor) =>
+      tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.stride, c.pad, "NHWC", c.dilation ?? 1);
+    const make = () => {
+      const x = tensor([c.n, c.h, c.w, c.cin], 10 + i);
+      const w = tensor([c.k[0], c.k[1], c.cin, c.cout], 20 + i);
+      return { x, w };
+    };
+    await assertSame(`Conv2D ${convName(c)}`, () => {
+      const { x, w } = make();
+      return conv(x, w);
+    });
+    if (c.dilation) continue; // TF.js has no gradient for dilated conv2d
+    await assertSame(`Conv2D gradients ${convName(c)}`, () => {
+      const { x, w } = make();
+      const y = conv(x, w);
+      const r = tensor(y.shape, 30 + i);
+      return tf.grads((a, b) => tf.sum(tf.mul(conv(a, b), r)))([x, w]);
+    });
+  }
+}
 
 Deno.test({
   name: "native FusedConv2D (bias, relu / leakyrelu / linear) equals cpu",
