@@ -26,6 +26,27 @@ export { type BackendInfo, type BackendName, BACKENDS, currentBackend, useBacken
 export { type Dataset, gather, imageSize, slice, take } from "./lib/data.ts";
 export { loadMnist, MNIST_DIR, parseIdxImages, parseIdxLabels } from "./lib/mnist.ts";
 export { CAPACITY_SCALES, capacityShape, logits, mnistNet, type MnistNetShape, MODEL_A } from "./lib/models.ts";
+export {
+  checkEpsScale,
+  CIFAR10_ARCHIVE,
+  CIFAR10_CLASSES,
+  CIFAR10_FILES,
+  cifar10CacheDir,
+  type Cifar10Options,
+  findCifar10Dir,
+  loadCifar10,
+  parseCifarBatch,
+} from "./lib/cifar10.ts";
+export {
+  ChannelPad,
+  cifarResNet,
+  decayedWeights,
+  PerImageStandardization,
+  RESNET_SIMPLE,
+  RESNET_WIDE,
+  type ResNetShape,
+} from "./lib/resnet.ts";
+export { augmentBatch } from "./lib/augment.ts";
 export { crossEntropy, cwLoss, isCorrect } from "./lib/losses.ts";
 export { fgsm, perturb, pgd, type PgdOptions, type PgdResult, pgdStep, validatePgdOptions } from "./lib/pgd.ts";
 export { Adam, Momentum, type Optimizer } from "./lib/optim.ts";
