@@ -1020,37 +1020,382 @@ function binary(name: string, loops: { ab: Periodic; ba: Periodic }): Kernel {
   };
 }
 
-/** Sum over a leading or a trailing block of axes (bias gradients, losses); cpu otherwise. */
-const sum: Kernel = (args) => {
-  const { x } = args.inputs as { x: Info };
-  const { attrs, backend } = args;
-  if (!allFloat(x)) return cpu("Sum", args);
-  const rank = x.shape.length;
-  const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape).sort((p, q) => p - q);
-  const k = axes.length;
-  const leading = axes.every((ax, i) => ax === i);
-  const trailing = axes.every((ax, i) => ax === rank - k + i);
-  if (k === 0 || (!leading && !trailing)) return cpu("Sum", args);
-  const keep = !!attrs.keepDims;
-  const shape = keep ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
-  const xv = values(backend, x);
-  if (leading) {
-    const inner = sizeOf(x.shape.slice(k));
-    const acc = new Float64Array(inner);
-    for (let i = 0; i < xv.length; i += inner) {
-      for (let j = 0; j < inner; j++) acc[j] += xv[i + j];
+// ----------------------------------------------------- general broadcasting
+
+/**
+ * Broadcasts `a` and `b` (NumPy rules) to their common shape and merges
+ * adjacent dimensions that broadcast the same way, so that most cases become
+ * one or two loops: returns the merged output dims and each operand's strides
+ * (0 along broadcast dims).
+ */
+function broadcastPlan(a: number[], b: number[]): { dims: number[]; sa: number[]; sb: number[]; shape: number[] } {
+  const rank = Math.max(a.length, b.length);
+  const pa = [...Array(rank - a.length).fill(1), ...a], pb = [...Array(rank - b.length).fill(1), ...b];
+  const shape = pa.map((d, i) => Math.max(d, pb[i]));
+  const dims: number[] = [], ka: boolean[] = [], kb: boolean[] = [];
+  for (let i = 0; i < rank; i++) {
+    if (shape[i] === 1) continue;
+    const ua = pa[i] !== 1, ub = pb[i] !== 1;
+    const n = dims.length;
+    if (n > 0 && ka[n - 1] === ua && kb[n - 1] === ub) dims[n - 1] *= shape[i];
+    else {
+      dims.push(shape[i]);
+      ka.push(ua);
+      kb.push(ub);
     }
-    return output(backend, shape, Float32Array.from(acc));
   }
-  const inner = sizeOf(x.shape.slice(rank - k));
-  const outer = inner === 0 ? sizeOf(shape) : xv.length / inner;
-  const y = backend.alloc(outer);
-  for (let o = 0; o < outer; o++) {
-    let s = 0;
-    for (let j = o * inner, end = j + inner; j < end; j++) s += xv[j];
-    y[o] = s;
+  const strides = (k: boolean[]) => {
+    const st = new Array(dims.length).fill(0);
+    let acc = 1;
+    for (let i = dims.length - 1; i >= 0; i--) {
+      if (k[i]) {
+        st[i] = acc;
+        acc *= dims[i];
+      }
+    }
+    return st;
+  };
+  return { dims, sa: strides(ka), sb: strides(kb), shape };
+}
+
+/** Applies `f` elementwise over a broadcast plan; the innermost merged dim is the hot loop. */
+function broadcastApply(
+  av: ArrayLike<number>,
+  bv: ArrayLike<number>,
+  plan: { dims: number[]; sa: number[]; sb: number[] },
+  y: Float32Array | Uint8Array,
+  f: (x: number, z: number) => number,
+): void {
+  const { dims, sa, sb } = plan;
+  const r = dims.length;
+  if (r === 0) {
+    y[0] = f(av[0], bv[0]);
+    return;
   }
-  return output(backend, shape, y);
+  const inner = dims[r - 1], ia = sa[r - 1], ib = sb[r - 1];
+  const outer = y.length / inner;
+  const idx = new Array(r - 1).fill(0);
+  let oa = 0, ob = 0;
+  for (let o = 0, p = 0; o < outer; o++) {
+    for (let j = 0, pa = oa, pb = ob; j < inner; j++, pa += ia, pb += ib) y[p++] = f(av[pa], bv[pb]);
+    for (let d = r - 2; d >= 0; d--) {
+      idx[d]++;
+      oa += sa[d];
+      ob += sb[d];
+      if (idx[d] < dims[d]) break;
+      oa -= sa[d] * dims[d];
+      ob -= sb[d] * dims[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+const ARITH: Record<string, (x: number, z: number) => number> = {
+  Add: (x, z) => x + z,
+  Sub: (x, z) => x - z,
+  Multiply: (x, z) => x * z,
+  RealDiv: (x, z) => x / z,
+  Maximum: (x, z) => (x > z || Number.isNaN(x) ? x : z),
+  Minimum: (x, z) => (x < z || Number.isNaN(x) ? x : z),
+  SquaredDifference: (x, z) => (x - z) * (x - z),
+};
+
+const COMPARE: Record<string, (x: number, z: number) => number> = {
+  Greater: (x, z) => (x > z ? 1 : 0),
+  GreaterEqual: (x, z) => (x >= z ? 1 : 0),
+  Less: (x, z) => (x < z ? 1 : 0),
+  LessEqual: (x, z) => (x <= z ? 1 : 0),
+  Equal: (x, z) => (x === z ? 1 : 0),
+};
+
+/** A float32 binary kernel under any broadcast: the periodic fast loops where they apply, else a broadcast plan. */
+function broadcastBinary(name: string, f: (x: number, z: number) => number, fast?: Kernel): Kernel {
+  return (args) => {
+    const { a, b } = args.inputs as { a: Info; b: Info };
+    if (!allFloat(a, b)) return cpu(name, args);
+    if (fast && periodic(a.shape, b.shape) !== null) return fast(args);
+    const plan = broadcastPlan(a.shape, b.shape);
+    const y = args.backend.alloc(sizeOf(plan.shape));
+    broadcastApply(values(args.backend, a), values(args.backend, b), plan, y, f);
+    return output(args.backend, plan.shape, y);
+  };
+}
+
+/** A comparison with a bool output under any broadcast. */
+function compare(name: string, f: (x: number, z: number) => number): Kernel {
+  return (args) => {
+    const { a, b } = args.inputs as { a: Info; b: Info };
+    if (!allFloat(a, b)) return cpu(name, args);
+    const plan = broadcastPlan(a.shape, b.shape);
+    const y = new Uint8Array(sizeOf(plan.shape));
+    broadcastApply(values(args.backend, a), values(args.backend, b), plan, y, f);
+    return args.backend.makeTensorInfo(plan.shape, "bool", y);
+  };
+}
+
+/** where(condition, a, b) with all three of one shape (cpu otherwise). */
+const select: Kernel = (args) => {
+  const { condition, t, e } = args.inputs as { condition: Info; t: Info; e: Info };
+  const same = (p: number[], q: number[]) => p.length === q.length && p.every((d, i) => d === q[i]);
+  if (!allFloat(t, e) || !same(condition.shape, t.shape) || !same(t.shape, e.shape)) return cpu("Select", args);
+  const c = args.backend.data.get(condition.dataId).values as Uint8Array;
+  const tv = values(args.backend, t), ev = values(args.backend, e);
+  const y = args.backend.alloc(tv.length);
+  for (let i = 0; i < y.length; i++) y[i] = c[i] ? tv[i] : ev[i];
+  return output(args.backend, t.shape, y);
+};
+
+const leakyRelu: Kernel = (args) => {
+  const { x } = args.inputs as { x: Info };
+  if (!allFloat(x)) return cpu("LeakyRelu", args);
+  const alpha = (args.attrs.alpha as number | undefined) ?? 0.2;
+  const xv = values(args.backend, x);
+  const y = args.backend.alloc(xv.length);
+  for (let i = 0; i < xv.length; i++) {
+    const v = xv[i];
+    y[i] = v < 0 ? v * alpha : v;
+  }
+  return output(args.backend, x.shape, y);
+};
+
+/** Sum or mean over a contiguous block of axes ([outer, reduced, inner]); cpu otherwise. */
+function reduce(name: "Sum" | "Mean"): Kernel {
+  return (args) => {
+    const { x } = args.inputs as { x: Info };
+    const { attrs, backend } = args;
+    if (!allFloat(x)) return cpu(name, args);
+    const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape).sort((p, q) => p - q);
+    if (axes.length === 0 || axes.some((ax, i) => i > 0 && ax !== axes[i - 1] + 1)) return cpu(name, args);
+    const first = axes[0], last = axes[axes.length - 1];
+    const outer = sizeOf(x.shape.slice(0, first));
+    const r = sizeOf(x.shape.slice(first, last + 1));
+    const inner = sizeOf(x.shape.slice(last + 1));
+    const keep = !!attrs.keepDims;
+    const shape = keep
+      ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+      : x.shape.filter((_, i) => !axes.includes(i));
+    const xv = values(backend, x);
+    const y = backend.alloc(outer * inner);
+    const scale = name === "Mean" ? 1 / r : 1;
+    const acc = new Float64Array(inner);
+    for (let o = 0; o < outer; o++) {
+      acc.fill(0);
+      const base = o * r * inner;
+      if (inner === 1) {
+        let s = 0;
+        for (let k = base, end = base + r; k < end; k++) s += xv[k];
+        acc[0] = s;
+      } else {
+        for (let k = 0; k < r; k++) {
+          const row = base + k * inner;
+          for (let j = 0; j < inner; j++) acc[j] += xv[row + j];
+        }
+      }
+      for (let j = 0; j < inner; j++) y[o * inner + j] = acc[j] * scale;
+    }
+    return output(backend, shape, y);
+  };
+}
+
+/** Copies rows of the last dimension: y[out index] = x[source index], for Slice, Tile and PadV2. */
+function rowCopy(
+  x: Float32Array,
+  xShape: number[],
+  yShape: number[],
+  y: Float32Array,
+  source: (outIdx: number[], d: number) => number, // source coordinate of output coordinate along dim d, or -1
+  lastStart: number,
+  lastCount: number,
+  lastOut: number,
+): void {
+  const r = yShape.length;
+  const xStrides = new Array(r).fill(1);
+  for (let d = r - 2; d >= 0; d--) xStrides[d] = xStrides[d + 1] * xShape[d + 1];
+  const rows = sizeOf(yShape.slice(0, r - 1));
+  const idx = new Array(r - 1).fill(0);
+  for (let row = 0; row < rows; row++) {
+    let off = 0, inside = true;
+    for (let d = 0; d < r - 1; d++) {
+      const s = source(idx, d);
+      if (s < 0) {
+        inside = false;
+        break;
+      }
+      off += s * xStrides[d];
+    }
+    if (inside && lastCount > 0) {
+      y.set(x.subarray(off + lastStart, off + lastStart + lastCount), row * yShape[r - 1] + lastOut);
+    }
+    for (let d = r - 2; d >= 0; d--) {
+      if (++idx[d] < yShape[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
+const slice: Kernel = (args) => {
+  const { x } = args.inputs as { x: Info };
+  if (!allFloat(x) || x.shape.length === 0) return cpu("Slice", args);
+  const [begin, size] = tf.slice_util.parseSliceParams(
+    x as unknown as tf.Tensor,
+    args.attrs.begin as number[],
+    args.attrs.size as number[],
+  );
+  const r = x.shape.length;
+  const y = args.backend.alloc(sizeOf(size));
+  rowCopy(values(args.backend, x), x.shape, size, y, (i, d) => i[d] + begin[d], begin[r - 1], size[r - 1], 0);
+  return output(args.backend, size, y);
+};
+
+const padV2: Kernel = (args) => {
+  const { x } = args.inputs as { x: Info };
+  const paddings = args.attrs.paddings as [number, number][];
+  if (!allFloat(x) || x.shape.length === 0) return cpu("PadV2", args);
+  const r = x.shape.length;
+  const shape = x.shape.map((d, i) => paddings[i][0] + d + paddings[i][1]);
+  const y = args.backend.alloc(sizeOf(shape));
+  y.fill((args.attrs.constantValue as number | undefined) ?? 0);
+  rowCopy(
+    values(args.backend, x),
+    x.shape,
+    shape,
+    y,
+    (i, d) => {
+      const s = i[d] - paddings[d][0];
+      return s >= 0 && s < x.shape[d] ? s : -1;
+    },
+    0,
+    x.shape[r - 1],
+    paddings[r - 1][0],
+  );
+  return output(args.backend, shape, y);
+};
+
+const tile: Kernel = (args) => {
+  const { x } = args.inputs as { x: Info };
+  const reps = args.attrs.reps as number[];
+  if (!allFloat(x) || x.shape.length === 0) return cpu("Tile", args);
+  const r = x.shape.length;
+  const shape = x.shape.map((d, i) => d * reps[i]);
+  const y = args.backend.alloc(sizeOf(shape));
+  const last = x.shape[r - 1];
+  // Rows of the input's last dim, placed once per repetition along the last dim.
+  for (let k = 0; k < reps[r - 1]; k++) {
+    rowCopy(values(args.backend, x), x.shape, shape, y, (i, d) => i[d] % x.shape[d], 0, last, k * last);
+  }
+  return output(args.backend, shape, y);
+};
+
+/** Batch norm in inference form: (x − mean)·scale/sqrt(var + ε) + offset, per channel (last axis). */
+const fusedBatchNorm: Kernel = (args) => {
+  const { x, mean, variance, offset, scale } = args.inputs as Record<string, Info | undefined>;
+  const C = x!.shape[x!.shape.length - 1];
+  const ok = [mean, variance, offset, scale].every((t) => t === undefined || sizeOf(t.shape) === C);
+  if (!allFloat(x, mean, variance, offset, scale) || !ok) return cpu("FusedBatchNorm", args);
+  const eps = (args.attrs.varianceEpsilon as number | undefined) ?? 0.001;
+  const b = args.backend;
+  const mv = values(b, mean!), vv = values(b, variance!);
+  const ov = offset ? values(b, offset) : undefined, sv = scale ? values(b, scale) : undefined;
+  const mul = new Float32Array(C), add = new Float32Array(C);
+  for (let c = 0; c < C; c++) {
+    mul[c] = (sv ? sv[c] : 1) / Math.sqrt(vv[c] + eps);
+    add[c] = (ov ? ov[c] : 0) - mv[c] * mul[c];
+  }
+  const xv = values(b, x!);
+  const y = b.alloc(xv.length);
+  for (let i = 0; i < xv.length; i += C) for (let c = 0; c < C; c++) y[i + c] = xv[i + c] * mul[c] + add[c];
+  return output(b, x!.shape, y);
+};
+
+// ----------------------------------------- fused batch norm + leaky ReLU
+
+/** Channels-last view: C channels, the rest flattened. */
+function channels(x: Info): number {
+  return x.shape[x.shape.length - 1];
+}
+
+/** y = leaky(γ·x̂ + β), x̂ = (x − μ)/√(σ² + ε) with batch statistics; outputs y, μ, σ². */
+const bnActTrain: Kernel = (args) => {
+  const { x, gamma, beta } = args.inputs as { x: Info; gamma: Info; beta: Info };
+  const { epsilon, alpha } = args.attrs as { epsilon: number; alpha: number };
+  const b = args.backend;
+  const C = channels(x), xv = values(b, x), gv = values(b, gamma), bv = values(b, beta);
+  const n = xv.length / C;
+  const sum = new Float64Array(C), sq = new Float64Array(C);
+  for (let i = 0; i < xv.length; i += C) {
+    for (let c = 0; c < C; c++) {
+      const v = xv[i + c];
+      sum[c] += v;
+      sq[c] += v * v;
+    }
+  }
+  const mean = new Float32Array(C),
+    variance = new Float32Array(C),
+    mul = new Float32Array(C),
+    add = new Float32Array(C);
+  for (let c = 0; c < C; c++) {
+    const m = sum[c] / n;
+    mean[c] = m;
+    variance[c] = Math.max(sq[c] / n - m * m, 0);
+    mul[c] = gv[c] / Math.sqrt(variance[c] + epsilon);
+    add[c] = bv[c] - m * mul[c];
+  }
+  const y = b.alloc(xv.length);
+  for (let i = 0; i < xv.length; i += C) {
+    for (let c = 0; c < C; c++) {
+      const z = xv[i + c] * mul[c] + add[c];
+      y[i + c] = z < 0 ? z * alpha : z;
+    }
+  }
+  return [output(b, x.shape, y), output(b, [C], mean), output(b, [C], variance)];
+};
+
+/** Gradients of {@link bnActTrain} with respect to x, γ and β. */
+const bnActGrad: Kernel = (args) => {
+  const { dy, x, gamma, beta, mean, variance } = args.inputs as Record<string, Info>;
+  const { epsilon, alpha } = args.attrs as { epsilon: number; alpha: number };
+  const b = args.backend;
+  const C = channels(x), xv = values(b, x), dyv = values(b, dy);
+  const gv = values(b, gamma), bv = values(b, beta), mv = values(b, mean), vv = values(b, variance);
+  const n = xv.length / C;
+  const inv = new Float32Array(C);
+  for (let c = 0; c < C; c++) inv[c] = 1 / Math.sqrt(vv[c] + epsilon);
+  // dz = dy·leaky'(z); sums of dz and dz·x̂ per channel.
+  const dz = b.alloc(xv.length);
+  const sdz = new Float64Array(C), sdzx = new Float64Array(C);
+  for (let i = 0; i < xv.length; i += C) {
+    for (let c = 0; c < C; c++) {
+      const xh = (xv[i + c] - mv[c]) * inv[c];
+      const z = gv[c] * xh + bv[c];
+      const d = z < 0 ? dyv[i + c] * alpha : dyv[i + c];
+      dz[i + c] = d;
+      sdz[c] += d;
+      sdzx[c] += d * xh;
+    }
+  }
+  const dgamma = new Float32Array(C), dbeta = new Float32Array(C), k = new Float32Array(C);
+  const m1 = new Float32Array(C), m2 = new Float32Array(C);
+  for (let c = 0; c < C; c++) {
+    dgamma[c] = sdzx[c];
+    dbeta[c] = sdz[c];
+    k[c] = gv[c] * inv[c];
+    m1[c] = sdz[c] / n;
+    m2[c] = sdzx[c] / n;
+  }
+  // dx = γ/σ · (dz − mean(dz) − x̂ · mean(dz·x̂)), written over dz.
+  for (let i = 0; i < xv.length; i += C) {
+    for (let c = 0; c < C; c++) {
+      const xh = (xv[i + c] - mv[c]) * inv[c];
+      dz[i + c] = k[c] * (dz[i + c] - m1[c] - xh * m2[c]);
+    }
+  }
+  return [output(b, x.shape, dz), output(b, [C], dgamma), output(b, [C], dbeta)];
+};
+
+/** Kernels that only the native backend has (the layers of lib/fused.ts use them when present). */
+const EXTRA: Record<string, Kernel> = {
+  AdvBatchNormActTrain: bnActTrain,
+  AdvBatchNormActGrad: bnActGrad,
 };
 
 // ---------------------------------------------------------------- registry
@@ -1067,11 +1412,22 @@ const OVERRIDES: Record<string, Kernel> = {
   MaxPoolGrad: maxPoolGrad,
   AvgPool: avgPool,
   AvgPoolGrad: avgPoolGrad,
-  Sum: sum,
+  Sum: reduce("Sum"),
+  Mean: reduce("Mean"),
+  Select: select,
+  LeakyRelu: leakyRelu,
+  Slice: slice,
+  PadV2: padV2,
+  Tile: tile,
+  FusedBatchNorm: fusedBatchNorm,
   ...Object.fromEntries(Object.entries(UNARY).map(([name, loop]) => [name, unary(name, loop)])),
   ...Object.fromEntries(
-    Object.entries(BINARY).map(([name, loops]) => [name, binary(name, loops)]),
+    Object.entries(ARITH).map(([name, f]) => [
+      name,
+      broadcastBinary(name, f, name in BINARY ? binary(name, BINARY[name]) : undefined),
+    ]),
   ),
+  ...Object.fromEntries(Object.entries(COMPARE).map(([name, f]) => [name, compare(name, f)])),
 };
 
 /** Names of the kernels the native backend implements itself (the rest are the cpu ones). */
@@ -1108,6 +1464,15 @@ export function registerNativeBackend(): Promise<NativeResult> {
       backendName: NATIVE_BACKEND,
       kernelFunc: own ? (own as unknown as tf.KernelFunc) : config.kernelFunc,
     });
+  }
+  for (const [kernelName, kernelFunc] of Object.entries(EXTRA)) {
+    if (!existing.has(kernelName)) {
+      tf.registerKernel({
+        kernelName,
+        backendName: NATIVE_BACKEND,
+        kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+      });
+    }
   }
   if (!tf.findBackendFactory(NATIVE_BACKEND)) {
     tf.registerBackend(NATIVE_BACKEND, () => new NativeBackend(), 0);

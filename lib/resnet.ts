@@ -17,6 +17,7 @@
  * @module
  */
 import { tf, tfl } from "./tf.ts";
+import { BatchNormLeakyRelu } from "./fused.ts";
 
 type LayerArgs = ConstructorParameters<typeof tfl.layers.Layer>[0];
 type Kwargs = Parameters<InstanceType<typeof tfl.layers.Layer>["call"]>[1];
@@ -147,10 +148,10 @@ export function cifarResNet(shape: ResNetShape, seed = 0): tfl.LayersModel {
       useBias: false,
       kernelInitializer: convInit(filters),
     }).apply(x) as tfl.SymbolicTensor;
-  const bnRelu = (x: tfl.SymbolicTensor, name: string) => {
-    const y = tfl.layers.batchNormalization({ ...BN, name: `${name}_bn` }).apply(x) as tfl.SymbolicTensor;
-    return tfl.layers.leakyReLU({ alpha: LEAK, name: `${name}_relu` }).apply(y) as tfl.SymbolicTensor;
-  };
+  // Batch norm and leaky ReLU as one layer (lib/fused.ts): one kernel each way on the native backend.
+  const bnRelu = (x: tfl.SymbolicTensor, name: string) =>
+    new BatchNormLeakyRelu({ momentum: BN.momentum, epsilon: BN.epsilon, alpha: LEAK, name: `${name}_bn_relu` })
+      .apply(x) as tfl.SymbolicTensor;
   const unit = (
     x: tfl.SymbolicTensor,
     inF: number,

@@ -371,7 +371,8 @@ Deno.test({
     assert.ok(again.ok);
     assert.deepEqual(
       tf.getKernelsForBackend(NATIVE_BACKEND).map((k) => k.kernelName).sort(),
-      tf.getKernelsForBackend("cpu").map((k) => k.kernelName).sort(),
+      [...tf.getKernelsForBackend("cpu").map((k) => k.kernelName), "AdvBatchNormActGrad", "AdvBatchNormActTrain"]
+        .sort(),
     );
     await tf.setBackend(NATIVE_BACKEND);
     const model = mnistNet(MODEL_A, 7);
@@ -417,5 +418,64 @@ Deno.test({
       });
     }
     tf.dispose([a, view, ...others]);
+  },
+});
+
+Deno.test({
+  name: "native broadcasts, comparisons, select, reductions, slice, pad, tile, leaky ReLU and batch norm equal cpu",
+  ignore,
+  fn: async () => {
+    await setup();
+    const a = () => tensor([3, 5, 4, 6], 1);
+    const shapes = [[3, 1, 1, 1], [1, 1, 1, 6], [3, 5, 1, 6], [1, 5, 4, 1], [6], [], [5, 1, 1]];
+    for (const [i, bs] of shapes.entries()) {
+      const b = () => tensor(bs, 40 + i, 0.5, 2);
+      for (const op of [tf.add, tf.sub, tf.mul, tf.div, tf.maximum, tf.minimum, tf.squaredDifference]) {
+        await assertSame(`${op.name} [3,5,4,6] with ${JSON.stringify(bs)}`, () => op(a(), b()));
+        await assertSame(`${op.name} ${JSON.stringify(bs)} with [3,5,4,6]`, () => op(b(), a()));
+      }
+      for (const op of [tf.greater, tf.greaterEqual, tf.less, tf.lessEqual, tf.equal]) {
+        await assertSame(`${op.name} ${JSON.stringify(bs)}`, () => op(a(), b()).cast("float32"));
+      }
+    }
+    await assertSame("where", () => tf.where(tf.greater(a(), 0), a(), tensor([3, 5, 4, 6], 9)));
+    for (const axes of [[0], [0, 1, 2], [1, 2], [1, 2, 3], [3], [2, 3], [0, 1, 2, 3]]) {
+      await assertSame(`mean ${axes}`, () => tf.mean(a(), axes));
+      await assertSame(`sum ${axes} keepDims`, () => tf.sum(a(), axes, true));
+    }
+    await assertSame("moments and their gradient", () => {
+      const x = a();
+      const m = tf.moments(x, [0, 1, 2]);
+      return [m.mean, m.variance, tf.grad((v: tf.Tensor) => tf.sum(tf.moments(v, [1, 2, 3]).variance))(x)];
+    });
+    await assertSame("slice", () => tf.slice(a(), [1, 2, 0, 3], [2, 2, 3, 3]));
+    await assertSame("pad", () => tf.pad(a(), [[0, 0], [1, 2], [0, 1], [3, 4]], 0.5));
+    await assertSame("tile", () => tf.tile(tensor([1, 2, 1, 3], 5), [3, 1, 4, 2]));
+    await assertSame("leaky relu and its gradient", () => {
+      const x = a();
+      return [tf.leakyRelu(x, 0.1), tf.grad((v: tf.Tensor) => tf.sum(tf.leakyRelu(v, 0.1)))(x)];
+    });
+    await assertSame(
+      "batch norm (inference)",
+      () => tf.batchNorm(a(), tensor([6], 2), tensor([6], 3, 0.5, 1), tensor([6], 4), tensor([6], 6), 1e-3),
+    );
+  },
+});
+
+Deno.test({
+  name: "native fused batch norm + leaky ReLU (training) equals the plain ops on cpu, with gradients",
+  ignore,
+  fn: async () => {
+    await setup();
+    const { batchNormActTrain } = await import("../lib/fused.ts");
+    await assertSame("bn+leaky train", () => {
+      const x = tensor([4, 5, 3, 6], 11, -2, 3);
+      const g = tensor([6], 12, 0.5, 1.5), b = tensor([6], 13);
+      const r = tensor([4, 5, 3, 6], 14);
+      const f = (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) =>
+        tf.sum(tf.mul(batchNormActTrain(xs, gs, bs, 1e-3, 0.1).y, r));
+      const { y, mean, variance } = batchNormActTrain(x, g, b, 1e-3, 0.1);
+      return [y, mean, variance, ...tf.grads((xs, gs, bs) => f(xs, gs, bs))([x, g, b])];
+    });
   },
 });

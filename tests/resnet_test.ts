@@ -53,10 +53,10 @@ Deno.test("the simple ResNet maps [N, 32, 32, 3] pixels to [N, 10] logits with t
   assertEquals(expectedParams(RESNET_SIMPLE), { total: 466426, trainable: 464154 });
   assertEquals(model.countParams(), 466426);
   assertEquals(trainableCount(model), 464154);
-  // 31 convolutions (3 stages × 5 units × 2 + the first), 31 batch norms, one dense layer.
+  // 31 convolutions (3 stages × 5 units × 2 + the first), 31 batch norms (each fused with its leaky ReLU), one dense layer.
   const classes = model.layers.map((l) => l.getClassName());
   assertEquals(classes.filter((c) => c === "Conv2D").length, 31);
-  assertEquals(classes.filter((c) => c === "BatchNormalization").length, 31);
+  assertEquals(classes.filter((c) => c === "BatchNormLeakyRelu").length, 31);
   assertEquals(classes.filter((c) => c === "ChannelPad").length, 2);
   assertEquals(classes.filter((c) => c === "AveragePooling2D").length, 2);
   const before = tf.memory().numTensors;
@@ -140,7 +140,7 @@ Deno.test("batch norm uses running statistics with training false and batch stat
   const alone = (model.apply(one, { training: false }) as tf.Tensor).dataSync();
   const inBatch = (model.apply(x, { training: false }) as tf.Tensor).slice([0, 0], [1, 10]).dataSync();
   assertClose(inBatch, alone, 1e-5, "inference logits of image 0");
-  const bn = model.getLayer("unit_1_0_init_bn");
+  const bn = model.getLayer("unit_1_0_init_bn_relu");
   const mean0 = bn.getWeights()[2].dataSync().slice();
   const t1 = (model.apply(x, { training: true }) as tf.Tensor).slice([0, 0], [1, 10]).dataSync();
   const t2 = (model.apply(other, { training: true }) as tf.Tensor).slice([0, 0], [1, 10]).dataSync();
