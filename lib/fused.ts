@@ -44,7 +44,7 @@ export function batchNormActTrain(
     });
   }
   let stats: tf.Tensor[] = [];
-  // deno-lint-ignore no-explicit-any
+  // customGrad's type takes the inputs as one rest parameter; ours are three tensors and the save function.
   const f = tf.customGrad(
     ((xs: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
       const [y, mean, variance] = tf.engine().runKernel(BN_ACT_TRAIN, { x: xs, gamma: g, beta: b }, {
@@ -63,7 +63,7 @@ export function batchNormActTrain(
           }) as tf.Tensor[];
         },
       };
-    }) as any,
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
   );
   const y = f(x, gamma, beta);
   return { y, mean: stats[0], variance: stats[1] };
