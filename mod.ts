@@ -51,6 +51,7 @@ export { crossEntropy, cwLoss, isCorrect } from "./lib/losses.ts";
 export { fgsm, perturb, pgd, type PgdOptions, type PgdResult, pgdStep, validatePgdOptions } from "./lib/pgd.ts";
 export { Adam, Momentum, type Optimizer } from "./lib/optim.ts";
 export {
+  isResNet,
   type TrainConfig,
   type TrainedModel,
   type TrainHistory,

@@ -173,7 +173,7 @@ export function checkDataset(dataset: string): void {
 
 /** Figure 1's training config of the natural or the adversarially trained model (same hash, same cache entry). */
 export function trainConfigOf(c: Config, kind: "natural" | "adversarial"): TrainConfig {
-  return figure1.trainConfig({ ...figure1.DEFAULTS, ...c, eps: c.trainEps }, kind);
+  return figure1.trainConfig({ ...figure1.DEFAULTS, ...c, dataset: "mnist", eps: c.trainEps }, kind);
 }
 
 /** Seed of the attack's random starts; the same for both models, so restart r starts at the same point for both. */

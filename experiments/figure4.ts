@@ -162,7 +162,7 @@ export function checkDataset(dataset: string): void {
 
 /** Figure 1's training config of the natural or the adversarially trained model (same hash, same cache entry). */
 export function trainConfigOf(c: Config, kind: "natural" | "adversarial"): TrainConfig {
-  return figure1.trainConfig({ ...figure1.DEFAULTS, ...c }, kind);
+  return figure1.trainConfig({ ...figure1.DEFAULTS, ...c, dataset: "mnist" }, kind);
 }
 
 /** One model's recorded training. */

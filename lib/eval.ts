@@ -45,7 +45,7 @@ export async function evaluate(model: tfl.LayersModel, data: Dataset, options: E
     ok.dispose();
     if (options.attack) {
       const seed = (options.attack.seed ?? 0) + start;
-      const r = await pgd(model, x, y, { ...options.attack, seed });
+      const r = await pgd(model, x, y, { range: data.range, ...options.attack, seed });
       adversarial += r.robust.filter(Boolean).length;
       r.adv.dispose();
     }

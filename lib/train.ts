@@ -10,7 +10,9 @@ import { tf, type tfl } from "./tf.ts";
 import { type Dataset, gather } from "./data.ts";
 import { crossEntropy, isCorrect } from "./losses.ts";
 import { mnistNet, type MnistNetShape } from "./models.ts";
-import { fgsm, perturb, validatePgdOptions } from "./pgd.ts";
+import { cifarResNet, type ResNetShape } from "./resnet.ts";
+import { augmentBatch } from "./augment.ts";
+import { perturb, validatePgdOptions } from "./pgd.ts";
 import { Rng } from "./rng.ts";
 import { Adam, Momentum, type Optimizer } from "./optim.ts";
 import { configHash } from "./hash.ts";
@@ -21,10 +23,14 @@ import { check } from "./errors.ts";
 /** Everything that determines a trained model; its hash names the cache entry. */
 export interface TrainConfig {
   /** Dataset trained on. */
-  dataset: "mnist";
-  /** Network widths (MNIST conv net). */
-  model: MnistNetShape;
-  /** natural: clean examples; fgsm / pgd: adversarial examples only. */
+  dataset: "mnist" | "cifar10";
+  /** Network: the MNIST conv net's widths, or a CIFAR-10 ResNet's filters and units per stage. */
+  model: MnistNetShape | ResNetShape;
+  /**
+   * natural: clean examples; fgsm / pgd: adversarial examples only. FGSM is one
+   * step of size `attackStepSize` (ε for the paper's FGSM; with `randomStart`
+   * it is the "fast adversarial training" FGSM of Wong et al., 2020).
+   */
   method: "natural" | "fgsm" | "pgd";
   /** ε of the training adversary, pixel units. */
   eps: number;
@@ -48,6 +54,8 @@ export interface TrainConfig {
   batch: number;
   /** Training steps. */
   steps: number;
+  /** Pad-4 random crop and horizontal flip of every training batch (CIFAR-10). */
+  augment?: boolean;
   /** Use only the first `trainExamples` training examples (all when absent). */
   trainExamples?: number;
   /** Seed of the initial weights, the data order and the random starts. */
@@ -100,14 +108,20 @@ export interface TrainedModel {
 
 /** Checks a training config; throws a {@link UserError} naming the bad value. */
 export function validateTrainConfig(c: TrainConfig): void {
-  check(c.dataset === "mnist", `dataset must be mnist, got ${c.dataset}`);
+  check(["mnist", "cifar10"].includes(c.dataset), `dataset must be mnist or cifar10, got ${c.dataset}`);
+  check(isResNet(c.model) === (c.dataset === "cifar10"), `dataset ${c.dataset} does not match its model`);
   check(["natural", "fgsm", "pgd"].includes(c.method), `method must be natural, fgsm or pgd, got ${c.method}`);
   check(Number.isInteger(c.batch) && c.batch >= 1, `batch must be an integer ≥ 1, got ${c.batch}`);
   check(Number.isInteger(c.steps) && c.steps >= 1, `steps must be an integer ≥ 1, got ${c.steps}`);
   check(c.lr > 0, `lr must be > 0, got ${c.lr}`);
   if (c.method !== "natural") {
     try {
-      validatePgdOptions({ eps: c.eps, steps: c.attackSteps, stepSize: c.attackStepSize });
+      validatePgdOptions({
+        eps: c.eps,
+        steps: c.attackSteps,
+        stepSize: c.attackStepSize,
+        range: c.dataset === "cifar10" ? [0, 255] : [0, 1],
+      });
     } catch (e) {
       check(false, `training adversary: ${(e as Error).message}`);
     }
@@ -130,9 +144,14 @@ export function batchIndices(c: TrainConfig, n: number, step: number): Int32Arra
   return new Rng(c.seed * 1000003 + epoch).permutation(n).subarray(i * c.batch, (i + 1) * c.batch);
 }
 
+/** True for a CIFAR-10 ResNet shape. */
+export function isResNet(shape: MnistNetShape | ResNetShape): shape is ResNetShape {
+  return "filters" in shape;
+}
+
 /** Builds the untrained network of a config. */
 export function buildModel(c: TrainConfig): tfl.LayersModel {
-  return mnistNet(c.model, c.seed);
+  return isResNet(c.model) ? cifarResNet(c.model, c.seed) : mnistNet(c.model, c.seed);
 }
 
 /** The model's trainable variables, in a fixed order. */
@@ -159,20 +178,16 @@ export function trainStep(
   x: tf.Tensor,
   y: tf.Tensor1D,
   rng: Rng,
+  range: [number, number] = [0, 1],
 ): { loss: number; accuracy: number } {
-  const range: [number, number] = [0, 1];
-  const xTrain = c.method === "pgd"
-    ? perturb(model, x, y, {
-      eps: c.eps,
-      steps: c.attackSteps,
-      stepSize: c.attackStepSize,
-      randomStart: c.randomStart,
-      range,
-      rng,
-    })
-    : c.method === "fgsm"
-    ? fgsm(model, x, y, { eps: c.eps, range })
-    : x;
+  const xTrain = c.method === "natural" ? x : perturb(model, x, y, {
+    eps: c.eps,
+    steps: c.method === "fgsm" ? 1 : c.attackSteps,
+    stepSize: c.attackStepSize,
+    randomStart: c.randomStart,
+    range,
+    rng,
+  });
   const vars = trainableVariables(model);
   let correct: tf.Tensor | undefined;
   const { value, grads } = tf.variableGrads(() => {
@@ -190,7 +205,9 @@ export function trainStep(
 
 /** Short name of a config for folders and progress lines, e.g. `mnist-pgd-32x64x1024`. */
 export function modelName(c: TrainConfig): string {
-  return `${c.dataset}-${c.method}-${c.model.conv1}x${c.model.conv2}x${c.model.fc}`;
+  const m = c.model;
+  const net = isResNet(m) ? `resnet${m.units}-${m.filters.join("x")}` : `${m.conv1}x${m.conv2}x${m.fc}`;
+  return `${c.dataset}-${c.method}-${net}`;
 }
 
 /**
@@ -226,6 +243,7 @@ export async function trainModel(config: TrainConfig, options: TrainOptions): Pr
   const rng = new Rng(config.seed);
   if (ckpt) rng.state = ckpt.state.rngState as number;
   const data = options.data;
+  check(data.name === config.dataset, `training data is ${data.name}, the config says ${config.dataset}`);
   const n = Math.min(config.trainExamples ?? data.n, data.n);
   check(n >= config.batch, `need at least one batch of ${config.batch} training examples, have ${n}`);
 
@@ -260,8 +278,14 @@ export async function trainModel(config: TrainConfig, options: TrainOptions): Pr
 
   while (step < end) {
     if (optimizer instanceof Adam || optimizer instanceof Momentum) optimizer.lr = learningRate(config, step);
-    const { x, y } = gather(data, batchIndices(config, n, step));
-    const { loss, accuracy } = trainStep(model, optimizer, config, x, y, rng);
+    const indices = batchIndices(config, n, step);
+    let { x, y } = gather(data, indices);
+    if (config.augment) {
+      const augmented = augmentBatch(x.dataSync() as Float32Array, indices.length, data.shape, rng);
+      x.dispose();
+      x = tf.tensor4d(augmented, [indices.length, ...data.shape]);
+    }
+    const { loss, accuracy } = trainStep(model, optimizer, config, x, y, rng, data.range);
     x.dispose();
     y.dispose();
     check(Number.isFinite(loss), `training diverged at step ${step}: loss is ${loss}; try a lower lr`);

@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { parseExperimentArgs, UserError } from "../mod.ts";
-import { DEFAULTS, PRESETS, SPEC } from "../experiments/figure1.ts";
+import { CIFAR_DEFAULTS, DEFAULTS, PRESETS, SPEC, specFor } from "../experiments/figure1.ts";
 
 Deno.test("flags override the preset, which overrides the defaults", () => {
   const r = parseExperimentArgs(["--preset", "paper", "--restarts", "20", "--backend", "cpu"], SPEC);
@@ -61,4 +61,23 @@ Deno.test("figure1 with a bad flag exits 2 with one line and writes nothing", as
   assert(lines[0].startsWith("error: --eps must be in (0, 1]"), lines[0]);
   assertEquals(Array.from(Deno.readDirSync(out)), []);
   await Deno.remove(out);
+});
+
+Deno.test("--dataset cifar10 switches to the CIFAR-10 defaults and checks the ε scale", () => {
+  const args = ["--dataset", "cifar10", "--restarts", "10"];
+  const r = parseExperimentArgs(args, specFor(args));
+  assert("config" in r);
+  assertEquals(r.config.eps, CIFAR_DEFAULTS.eps);
+  assertEquals(r.config.batch, 128);
+  assertEquals(r.config.restarts, 10);
+  const bad = ["--dataset=cifar10", "--eps", "0.03"];
+  assertThrows(() => parseExperimentArgs(bad, specFor(bad)), UserError, "looks like a [0,1]-scale value");
+  const mnistEps = ["--eps", "8"];
+  assertThrows(() => parseExperimentArgs(mnistEps, specFor(mnistEps)), UserError, "--eps must be in (0, 1] for MNIST");
+  const other = ["--dataset", "svhn"];
+  assertThrows(
+    () => parseExperimentArgs(other, specFor(other)),
+    UserError,
+    '--dataset must be mnist or cifar10, got "svhn"',
+  );
 });
