@@ -14,6 +14,28 @@
 const SYMBOLS = {
   adv_im2col: { parameters: ["buffer", "buffer", "i32", "i32", "buffer"], result: "void" },
   adv_col2im: { parameters: ["buffer", "buffer", "i32", "i32", "buffer"], result: "void" },
+  adv_bn_act_train: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "f32", "f32"],
+    result: "void",
+  },
+  adv_bn_act_grad: {
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i32",
+      "i32",
+      "f32",
+      "f32",
+    ],
+    result: "void",
+  },
 } as const;
 
 /** The compiled loops (see lib/native_kernels.c for their contracts). */
@@ -22,6 +44,35 @@ export interface CompiledKernels {
   path: string;
   im2col(x: Float32Array, col: Float32Array, b0: number, nb: number, params: Int32Array): void;
   col2im(col: Float32Array, dx: Float32Array, b0: number, nb: number, params: Int32Array): void;
+  /** Batch norm (batch statistics) + leaky ReLU over n rows of C channels; writes y, mean, variance. */
+  bnActTrain(
+    x: Float32Array,
+    y: Float32Array,
+    gamma: Float32Array,
+    beta: Float32Array,
+    mean: Float32Array,
+    variance: Float32Array,
+    n: number,
+    c: number,
+    eps: number,
+    alpha: number,
+  ): void;
+  /** Its gradients: writes dx, dgamma, dbeta. */
+  bnActGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    gamma: Float32Array,
+    beta: Float32Array,
+    mean: Float32Array,
+    variance: Float32Array,
+    dx: Float32Array,
+    dgamma: Float32Array,
+    dbeta: Float32Array,
+    n: number,
+    c: number,
+    eps: number,
+    alpha: number,
+  ): void;
 }
 
 let cached: { ok: true; kernels: CompiledKernels } | { ok: false; reason: string } | undefined;
@@ -86,6 +137,8 @@ function load(): { ok: true; kernels: CompiledKernels } | { ok: false; reason: s
         path: so,
         im2col: (x, col, b0, nb, p) => lib.symbols.adv_im2col(x, col, b0, nb, p),
         col2im: (col, dx, b0, nb, p) => lib.symbols.adv_col2im(col, dx, b0, nb, p),
+        bnActTrain: (...a) => lib.symbols.adv_bn_act_train(...a),
+        bnActGrad: (...a) => lib.symbols.adv_bn_act_grad(...a),
       },
     };
   } catch (e) {

@@ -1321,6 +1321,11 @@ const bnActTrain: Kernel = (args) => {
   const b = args.backend;
   const C = channels(x), xv = values(b, x), gv = values(b, gamma), bv = values(b, beta);
   const n = xv.length / C;
+  if (compiled) {
+    const y = b.alloc(xv.length), mean = new Float32Array(C), variance = new Float32Array(C);
+    compiled.bnActTrain(xv, y, gv, bv, mean, variance, n, C, epsilon, alpha);
+    return [output(b, x.shape, y), output(b, [C], mean), output(b, [C], variance)];
+  }
   const sum = new Float64Array(C), sq = new Float64Array(C);
   for (let i = 0; i < xv.length; i += C) {
     for (let c = 0; c < C; c++) {
@@ -1358,6 +1363,11 @@ const bnActGrad: Kernel = (args) => {
   const C = channels(x), xv = values(b, x), dyv = values(b, dy);
   const gv = values(b, gamma), bv = values(b, beta), mv = values(b, mean), vv = values(b, variance);
   const n = xv.length / C;
+  if (compiled) {
+    const dx = b.alloc(xv.length), dgamma = new Float32Array(C), dbeta = new Float32Array(C);
+    compiled.bnActGrad(dyv, xv, gv, bv, mv, vv, dx, dgamma, dbeta, n, C, epsilon, alpha);
+    return [output(b, x.shape, dx), output(b, [C], dgamma), output(b, [C], dbeta)];
+  }
   const inv = new Float32Array(C);
   for (let c = 0; c < C; c++) inv[c] = 1 / Math.sqrt(vv[c] + epsilon);
   // dz = dy·leaky'(z); sums of dz and dz·x̂ per channel.

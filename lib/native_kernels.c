@@ -4,6 +4,7 @@
  * lib/native.ts that runs when no compiler is available; tests check both.
  * Layout: NHWC float32, im2col rows ordered (kh, kw, c).
  */
+#include <math.h>
 #include <string.h>
 
 typedef struct {
@@ -89,4 +90,64 @@ void adv_col2im(const float *col, float *dx, int b0, int nb, const int *params) 
       }
     }
   }
+}
+
+/* Batch norm with batch statistics followed by leaky ReLU, over n rows of C channels. */
+void adv_bn_act_train(const float *x, float *y, const float *gamma, const float *beta, float *mean, float *var,
+                      int n, int C, float eps, float alpha) {
+  double sum[C], sq[C];
+  float mul[C], add[C];
+  for (int c = 0; c < C; c++) sum[c] = sq[c] = 0;
+  for (long i = 0; i < (long)n * C; i += C)
+    for (int c = 0; c < C; c++) {
+      const double v = x[i + c];
+      sum[c] += v;
+      sq[c] += v * v;
+    }
+  for (int c = 0; c < C; c++) {
+    const double m = sum[c] / n;
+    double v = sq[c] / n - m * m;
+    if (v < 0) v = 0;
+    mean[c] = (float)m;
+    var[c] = (float)v;
+    mul[c] = gamma[c] / sqrtf((float)v + eps);
+    add[c] = beta[c] - (float)m * mul[c];
+  }
+  for (long i = 0; i < (long)n * C; i += C)
+    for (int c = 0; c < C; c++) {
+      const float z = x[i + c] * mul[c] + add[c];
+      y[i + c] = z < 0 ? z * alpha : z;
+    }
+}
+
+/* Gradients of adv_bn_act_train with respect to x, gamma and beta. */
+void adv_bn_act_grad(const float *dy, const float *x, const float *gamma, const float *beta, const float *mean,
+                     const float *var, float *dx, float *dgamma, float *dbeta, int n, int C, float eps, float alpha) {
+  float inv[C], k[C], m1[C], m2[C];
+  double sdz[C], sdzx[C];
+  for (int c = 0; c < C; c++) {
+    inv[c] = 1.0f / sqrtf(var[c] + eps);
+    sdz[c] = sdzx[c] = 0;
+  }
+  for (long i = 0; i < (long)n * C; i += C)
+    for (int c = 0; c < C; c++) {
+      const float xh = (x[i + c] - mean[c]) * inv[c];
+      const float z = gamma[c] * xh + beta[c];
+      const float d = z < 0 ? dy[i + c] * alpha : dy[i + c];
+      dx[i + c] = d;
+      sdz[c] += d;
+      sdzx[c] += d * xh;
+    }
+  for (int c = 0; c < C; c++) {
+    dgamma[c] = (float)sdzx[c];
+    dbeta[c] = (float)sdz[c];
+    k[c] = gamma[c] * inv[c];
+    m1[c] = (float)(sdz[c] / n);
+    m2[c] = (float)(sdzx[c] / n);
+  }
+  for (long i = 0; i < (long)n * C; i += C)
+    for (int c = 0; c < C; c++) {
+      const float xh = (x[i + c] - mean[c]) * inv[c];
+      dx[i + c] = k[c] * (dx[i + c] - m1[c] - xh * m2[c]);
+    }
 }

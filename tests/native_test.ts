@@ -468,14 +468,18 @@ Deno.test({
   fn: async () => {
     await setup();
     const { batchNormActTrain } = await import("../lib/fused.ts");
-    await assertSame("bn+leaky train", () => {
-      const x = tensor([4, 5, 3, 6], 11, -2, 3);
-      const g = tensor([6], 12, 0.5, 1.5), b = tensor([6], 13);
-      const r = tensor([4, 5, 3, 6], 14);
-      const f = (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) =>
-        tf.sum(tf.mul(batchNormActTrain(xs, gs, bs, 1e-3, 0.1).y, r));
-      const { y, mean, variance } = batchNormActTrain(x, g, b, 1e-3, 0.1);
-      return [y, mean, variance, ...tf.grads((xs, gs, bs) => f(xs, gs, bs))([x, g, b])];
-    });
+    for (const loops of ["compiled", "typescript"]) {
+      useCompiledLoops(loops === "compiled");
+      await assertSame(`bn+leaky train (${loops} loops)`, () => {
+        const x = tensor([4, 5, 3, 6], 11, -2, 3);
+        const g = tensor([6], 12, 0.5, 1.5), b = tensor([6], 13);
+        const r = tensor([4, 5, 3, 6], 14);
+        const f = (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) =>
+          tf.sum(tf.mul(batchNormActTrain(xs, gs, bs, 1e-3, 0.1).y, r));
+        const { y, mean, variance } = batchNormActTrain(x, g, b, 1e-3, 0.1);
+        return [y, mean, variance, ...tf.grads((xs, gs, bs) => f(xs, gs, bs))([x, g, b])];
+      });
+    }
+    useCompiledLoops(true);
   },
 });
