@@ -1,0 +1,194 @@
+"""PyTorch peer of tests/bench.ts: the same MNIST model A, batches and timing rule.
+
+Prints one JSON line:
+
+  {"backend":"pytorch","model":"mnist_a","forward":…,"pgd_step":…,"train":…,
+   "rss_mb":…,"torch":"1.13.1","threads":2,…}
+
+- forward: inference logits at batch 100 (torch.no_grad, eval mode);
+- pgd_step: one L-inf PGD step at batch 100 (input gradient of the summed
+  cross-entropy, x + 0.01*sign(g), projection onto the eps = 0.3 ball and [0, 1]),
+  parameter gradients off;
+- train: one Adam (lr 1e-4) step on the mean cross-entropy at batch 50;
+- rss_mb: resident memory at the end.
+
+Timing rule (as tests/bench.ts): each measurement runs once as a warm-up; if
+that alone took `--seconds`, it reports the warm-up; if it took under a tenth
+of `--seconds`, it runs once more; then it runs for `--seconds` and reports
+images / elapsed seconds.
+
+  /usr/bin/python3 tests/peer_torch.py --seconds 5 --threads 2
+
+OpenBLAS (which Debian's torch uses for the FC layers) starts its own threads
+beside torch's OpenMP ones; `--openblas-threads N` sets OPENBLAS_NUM_THREADS
+before torch loads (default: the environment's value, else 1, the best setting
+measured). `--omp-wait-policy` sets OMP_WAIT_POLICY (default: the environment's
+value, else passive): with the default active waiting, torch's two OpenMP
+threads spin at every barrier, and on cores shared with other work that cut
+its speed 2-4x in our measurements, while passive waiting kept it at or above
+the one-thread speed. OPENBLAS_CORETYPE is left as it is and reported.
+
+A benchmark aid only: install with `sudo apt-get install python3-torch` (Debian),
+which runs with /usr/bin/python3. Nothing else in the project needs it.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description="PyTorch peer of tests/bench.ts (MNIST model A, img/s)")
+    p.add_argument("--seconds", type=float, default=5.0, help="timed seconds per measurement (default 5)")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    p.add_argument(
+        "--openblas-threads",
+        type=int,
+        default=None,
+        help="sets OPENBLAS_NUM_THREADS (default: the environment's, else 1)",
+    )
+    p.add_argument(
+        "--omp-wait-policy",
+        choices=["active", "passive"],
+        default=None,
+        help="sets OMP_WAIT_POLICY (default: the environment's, else passive)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if not args.seconds > 0:
+        p.error(f"--seconds must be a positive number, got {args.seconds}")
+    if args.threads < 1 or (args.openblas_threads is not None and args.openblas_threads < 1):
+        p.error("--threads and --openblas-threads must be positive")
+    return args
+
+
+def torch_version(torch):
+    """The Debian package's version where there is one (torch.__version__ says 1.13.0a0 there)."""
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", "python3-torch"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        if out:
+            return out.split("+")[0]
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return torch.__version__
+
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20)
+
+
+def main(argv):
+    args = parse(argv)
+    if args.openblas_threads is not None:
+        os.environ["OPENBLAS_NUM_THREADS"] = str(args.openblas_threads)
+    else:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if args.omp_wait_policy is not None:
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    else:
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    import torch  # after the variables above: OpenBLAS and libgomp read them when they load
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding="same"),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(32, 64, 5, padding="same"),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Flatten(),
+        nn.Linear(7 * 7 * 64, 1024),
+        nn.ReLU(),
+        nn.Linear(1024, 10),
+    )
+    params = list(model.parameters())
+    optimizer = torch.optim.Adam(params, lr=1e-4)
+    eps, step_size = 0.3, 0.01
+    forward_batch, pgd_batch, train_batch = 100, 100, 50
+
+    xf = torch.rand(forward_batch, 1, 28, 28)
+    x0 = torch.rand(pgd_batch, 1, 28, 28)
+    yp = torch.randint(0, 10, (pgd_batch,))
+    xt = torch.rand(train_batch, 1, 28, 28)
+    yt = torch.randint(0, 10, (train_batch,))
+    lower = (x0 - eps).clamp(0, 1)
+    upper = (x0 + eps).clamp(0, 1)
+    state = {"x_adv": x0.clone()}
+
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            return model(xf)
+
+    def pgd_step():
+        model.eval()
+        x = state["x_adv"].requires_grad_(True)
+        loss = F.cross_entropy(model(x), yp, reduction="sum")
+        (g,) = torch.autograd.grad(loss, x)
+        with torch.no_grad():
+            nxt = torch.minimum(torch.maximum(x + step_size * g.sign(), lower), upper)
+        state["x_adv"] = nxt
+        return nxt.sum()
+
+    def train():
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(xt), yt)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    def throughput(batch, step, grads):
+        for p in params:
+            p.requires_grad_(grads)
+
+        def once():
+            step().sum().item()  # reads the result back, as bench.ts does
+
+        t0 = time.perf_counter()
+        once()
+        warm = time.perf_counter() - t0
+        if warm >= args.seconds:
+            return batch / warm
+        if warm < args.seconds / 10:
+            once()
+        n = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < args.seconds:
+            once()
+            n += 1
+        return n * batch / (time.perf_counter() - t0)
+
+    result = {
+        "backend": "pytorch",
+        "model": "mnist_a",
+        "forward": round(throughput(forward_batch, forward, False), 1),
+        "pgd_step": round(throughput(pgd_batch, pgd_step, False), 1),
+        "train": round(throughput(train_batch, train, True), 1),
+        "rss_mb": rss_mb(),
+        "torch": torch_version(torch),
+        "threads": torch.get_num_threads(),
+        "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+    }
+    print(json.dumps(result, separators=(",", ":")), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
