@@ -17,6 +17,8 @@ type Kwargs = Parameters<InstanceType<typeof tfl.layers.Layer>["call"]>[1];
 /** Kernel names registered by the native backend (see lib/native.ts). */
 export const BN_ACT_TRAIN = "AdvBatchNormActTrain";
 export const BN_ACT_GRAD = "AdvBatchNormActGrad";
+export const BN_ACT_INFER = "AdvBatchNormActInfer";
+export const BN_ACT_INFER_GRAD = "AdvBatchNormActInferGrad";
 
 function nativeKernels(): boolean {
   const b = tf.getBackend();
@@ -69,6 +71,45 @@ export function batchNormActTrain(
   return { y, mean: stats[0], variance: stats[1] };
 }
 
+/**
+ * Inference mode: y = leakyRelu(γ·(x − μ)/√(σ² + ε) + β, α) with the given
+ * (moving) statistics; differentiable in x, γ and β (attacks need ∂y/∂x).
+ */
+export function batchNormActInfer(
+  x: tf.Tensor,
+  mean: tf.Tensor,
+  variance: tf.Tensor,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  epsilon: number,
+  alpha: number,
+): tf.Tensor {
+  const b = tf.getBackend();
+  if (tf.getKernel(BN_ACT_INFER, b) === undefined || tf.getKernel(BN_ACT_INFER_GRAD, b) === undefined) {
+    return tf.tidy(() => tf.leakyRelu(tf.batchNorm(x, mean, variance, beta, gamma, epsilon), alpha));
+  }
+  const f = tf.customGrad(
+    ((xs: tf.Tensor, g: tf.Tensor, bt: tf.Tensor, save: tf.GradSaveFunc) => {
+      const y = tf.engine().runKernel(BN_ACT_INFER, { x: xs, mean, variance, gamma: g, beta: bt }, {
+        epsilon,
+        alpha,
+      }) as tf.Tensor;
+      save([xs, g, bt]);
+      return {
+        value: y,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [sx, sg, sb] = saved;
+          return tf.engine().runKernel(BN_ACT_INFER_GRAD, { dy, x: sx, mean, variance, gamma: sg, beta: sb }, {
+            epsilon,
+            alpha,
+          }) as tf.Tensor[];
+        },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  );
+  return f(x, gamma, beta);
+}
+
 /** Batch norm (moving statistics in inference, batch statistics in training) followed by leaky ReLU. */
 export class BatchNormLeakyRelu extends tfl.layers.Layer {
   /** Name under which the class is registered for (de)serialisation. */
@@ -105,18 +146,14 @@ export class BatchNormLeakyRelu extends tfl.layers.Layer {
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
     const x = Array.isArray(inputs) ? inputs[0] : inputs;
     if (!kwargs?.training) {
-      return tf.tidy(() =>
-        tf.leakyRelu(
-          tf.batchNorm(
-            x,
-            this.movingMean.read(),
-            this.movingVariance.read(),
-            this.beta.read(),
-            this.gamma.read(),
-            this.epsilon,
-          ),
-          this.alpha,
-        )
+      return batchNormActInfer(
+        x,
+        this.movingMean.read(),
+        this.movingVariance.read(),
+        this.gamma.read(),
+        this.beta.read(),
+        this.epsilon,
+        this.alpha,
       );
     }
     const { y, mean, variance } = batchNormActTrain(x, this.gamma.read(), this.beta.read(), this.epsilon, this.alpha);

@@ -1402,10 +1402,64 @@ const bnActGrad: Kernel = (args) => {
   return [output(b, x.shape, dz), output(b, [C], dgamma), output(b, [C], dbeta)];
 };
 
+/** Per-channel affine map of batch norm with given statistics: z = x·mul + add. */
+function bnAffine(b: NativeBackend, args: KernelArgs, C: number): { mul: Float32Array; add: Float32Array } {
+  const { mean, variance, gamma, beta } = args.inputs as Record<string, Info>;
+  const { epsilon } = args.attrs as { epsilon: number };
+  const mv = values(b, mean), vv = values(b, variance), gv = values(b, gamma), bv = values(b, beta);
+  const mul = new Float32Array(C), add = new Float32Array(C);
+  for (let c = 0; c < C; c++) {
+    mul[c] = gv[c] / Math.sqrt(vv[c] + epsilon);
+    add[c] = bv[c] - mv[c] * mul[c];
+  }
+  return { mul, add };
+}
+
+/** y = leaky(x·mul + add) with moving statistics (inference). */
+const bnActInfer: Kernel = (args) => {
+  const { x } = args.inputs as { x: Info };
+  const b = args.backend, alpha = args.attrs.alpha as number;
+  const C = channels(x), xv = values(b, x);
+  const { mul, add } = bnAffine(b, args, C);
+  const y = b.alloc(xv.length);
+  for (let i = 0; i < xv.length; i += C) {
+    for (let c = 0; c < C; c++) {
+      const z = xv[i + c] * mul[c] + add[c];
+      y[i + c] = z < 0 ? z * alpha : z;
+    }
+  }
+  return output(b, x.shape, y);
+};
+
+/** Gradients of {@link bnActInfer} with respect to x, γ and β (the statistics are constants). */
+const bnActInferGrad: Kernel = (args) => {
+  const { dy, x, mean, variance } = args.inputs as Record<string, Info>;
+  const b = args.backend, alpha = args.attrs.alpha as number, epsilon = args.attrs.epsilon as number;
+  const C = channels(x), xv = values(b, x), dyv = values(b, dy);
+  const mv = values(b, mean), vv = values(b, variance);
+  const { mul, add } = bnAffine(b, args, C);
+  const inv = new Float32Array(C);
+  for (let c = 0; c < C; c++) inv[c] = 1 / Math.sqrt(vv[c] + epsilon);
+  const dx = b.alloc(xv.length);
+  const dgamma = new Float64Array(C), dbeta = new Float64Array(C);
+  for (let i = 0; i < xv.length; i += C) {
+    for (let c = 0; c < C; c++) {
+      const z = xv[i + c] * mul[c] + add[c];
+      const d = z < 0 ? dyv[i + c] * alpha : dyv[i + c];
+      dx[i + c] = d * mul[c];
+      dgamma[c] += d * (xv[i + c] - mv[c]) * inv[c];
+      dbeta[c] += d;
+    }
+  }
+  return [output(b, x.shape, dx), output(b, [C], Float32Array.from(dgamma)), output(b, [C], Float32Array.from(dbeta))];
+};
+
 /** Kernels that only the native backend has (the layers of lib/fused.ts use them when present). */
 const EXTRA: Record<string, Kernel> = {
   AdvBatchNormActTrain: bnActTrain,
   AdvBatchNormActGrad: bnActGrad,
+  AdvBatchNormActInfer: bnActInfer,
+  AdvBatchNormActInferGrad: bnActInferGrad,
 };
 
 // ---------------------------------------------------------------- registry

@@ -371,7 +371,13 @@ Deno.test({
     assert.ok(again.ok);
     assert.deepEqual(
       tf.getKernelsForBackend(NATIVE_BACKEND).map((k) => k.kernelName).sort(),
-      [...tf.getKernelsForBackend("cpu").map((k) => k.kernelName), "AdvBatchNormActGrad", "AdvBatchNormActTrain"]
+      [
+        ...tf.getKernelsForBackend("cpu").map((k) => k.kernelName),
+        "AdvBatchNormActGrad",
+        "AdvBatchNormActTrain",
+        "AdvBatchNormActInfer",
+        "AdvBatchNormActInferGrad",
+      ]
         .sort(),
     );
     await tf.setBackend(NATIVE_BACKEND);
@@ -463,7 +469,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "native fused batch norm + leaky ReLU (training) equals the plain ops on cpu, with gradients",
+  name: "native fused batch norm + leaky ReLU (training and inference) equals the plain ops on cpu, with gradients",
   ignore,
   fn: async () => {
     await setup();
@@ -481,5 +487,14 @@ Deno.test({
       });
     }
     useCompiledLoops(true);
+    const { batchNormActInfer } = await import("../lib/fused.ts");
+    await assertSame("bn+leaky inference and its gradients", () => {
+      const x = tensor([4, 5, 3, 6], 21, -2, 3);
+      const m = tensor([6], 22), v = tensor([6], 23, 0.5, 2), g = tensor([6], 24, 0.5, 1.5), b = tensor([6], 25);
+      const r = tensor([4, 5, 3, 6], 26);
+      const f = (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) =>
+        tf.sum(tf.mul(batchNormActInfer(xs, m, v, gs, bs, 1e-3, 0.1), r));
+      return [batchNormActInfer(x, m, v, g, b, 1e-3, 0.1), ...tf.grads((xs, gs, bs) => f(xs, gs, bs))([x, g, b])];
+    });
   },
 });
