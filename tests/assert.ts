@@ -44,3 +44,14 @@ export function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e
   }
   assert.ok(worst <= tol, `${what}: relative error ${worst} at ${at} (${a[at]} vs ${b[at]}) above ${tol}`);
 }
+
+/**
+ * Compares `value` (as pretty JSON) with the committed snapshot `tests/snapshots/<name>`;
+ * `UPDATE_SNAPSHOTS=1` rewrites the snapshot instead.
+ */
+export async function assertSnapshot(name: string, value: unknown): Promise<void> {
+  const text = JSON.stringify(value, null, 2) + "\n";
+  const path = new URL(`./snapshots/${name}`, import.meta.url);
+  if (Deno.env.get("UPDATE_SNAPSHOTS")) await Deno.writeTextFile(path, text);
+  assertEquals(text, await Deno.readTextFile(path));
+}

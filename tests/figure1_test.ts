@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, assertSnapshot } from "./assert.ts";
 import { tf } from "../mod.ts";
 import {
   DEFAULTS,
@@ -85,10 +85,7 @@ function fixture(): Results {
 }
 
 Deno.test("figure 1 spec snapshot", async () => {
-  const spec = JSON.stringify(figure(fixture()), null, 2) + "\n";
-  const path = new URL("./snapshots/figure1_spec.json", import.meta.url);
-  if (Deno.env.get("UPDATE_SNAPSHOTS")) await Deno.writeTextFile(path, spec);
-  assertEquals(spec, await Deno.readTextFile(path));
+  await assertSnapshot("figure1_spec.json", figure(fixture()));
 });
 
 Deno.test("figure 1 table states the paper's claims beside the numbers", () => {

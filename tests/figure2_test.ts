@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "./assert.ts";
+import { assert, assertEquals, assertSnapshot, assertThrows } from "./assert.ts";
 import { gather, loadMnist, parseExperimentArgs, pgd, tf, trainModel, UserError } from "../mod.ts";
 import {
   DEFAULTS,
@@ -62,10 +62,7 @@ function fixture(): Results {
 }
 
 Deno.test("figure 2 spec snapshot", async () => {
-  const spec = JSON.stringify(figure(fixture()), null, 2) + "\n";
-  const path = new URL("./snapshots/figure2_spec.json", import.meta.url);
-  if (Deno.env.get("UPDATE_SNAPSHOTS")) await Deno.writeTextFile(path, spec);
-  assertEquals(spec, await Deno.readTextFile(path));
+  await assertSnapshot("figure2_spec.json", figure(fixture()));
 });
 
 Deno.test("figure 2 table states the paper's observations beside the numbers", () => {

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "./assert.ts";
+import { assert, assertEquals, assertSnapshot, assertThrows } from "./assert.ts";
 import { loadMnist, parseExperimentArgs, tf, UserError } from "../mod.ts";
 import {
   blockMeans,
@@ -64,10 +64,7 @@ function fixture(steps = { natural: 40, adversarial: 60 }, maxPoints = DEFAULTS.
 }
 
 Deno.test("figure 4 spec snapshot", async () => {
-  const spec = JSON.stringify(figure(fixture()), null, 2) + "\n";
-  const path = new URL("./snapshots/figure4_spec.json", import.meta.url);
-  if (Deno.env.get("UPDATE_SNAPSHOTS")) await Deno.writeTextFile(path, spec);
-  assertEquals(spec, await Deno.readTextFile(path));
+  await assertSnapshot("figure4_spec.json", figure(fixture()));
 });
 
 Deno.test("figure 4 table states the paper's claim beside the numbers", () => {

@@ -16,26 +16,15 @@ import {
   UserError,
 } from "../mod.ts";
 import { writeFileAtomic } from "../lib/checkpoint.ts";
+import { KILL_CONFIG } from "./fixtures/kill_config.ts";
 import { trainableVariables } from "../lib/train.ts";
 import { Rng } from "../lib/rng.ts";
 
 await tf.setBackend("cpu");
 const data = await loadMnist("train", { limit: 300 });
 
-const CONFIG: TrainConfig = {
-  dataset: "mnist",
-  model: capacityShape(1),
-  method: "pgd",
-  eps: 0.3,
-  attackSteps: 2,
-  attackStepSize: 0.1,
-  randomStart: true,
-  optimizer: "adam",
-  lr: 1e-3,
-  batch: 20,
-  steps: 6,
-  seed: 4,
-};
+/** The kill -9 test's config, shorter and with another seed. */
+const CONFIG: TrainConfig = { ...KILL_CONFIG, steps: 6, seed: 4 };
 
 async function weights(m: tfl.LayersModel): Promise<Float32Array[]> {
   return await Promise.all(m.getWeights().map((w) => w.data() as Promise<Float32Array>));
@@ -136,7 +125,6 @@ Deno.test("a corrupt or mismatched checkpoint says how to retrain and is not del
 });
 
 Deno.test("kill -9 during training, then resume: same model as an uninterrupted run", async () => {
-  const { KILL_CONFIG } = await import("./fixtures/kill_config.ts");
   const cacheDir = await Deno.makeTempDir();
   const child = new Deno.Command(Deno.execPath(), {
     args: [
