@@ -1454,12 +1454,36 @@ const bnActInferGrad: Kernel = (args) => {
   return [output(b, x.shape, dx), output(b, [C], Float32Array.from(dgamma)), output(b, [C], Float32Array.from(dbeta))];
 };
 
+/**
+ * One Adam update in a single pass: returns the new variable, first and second
+ * moments. `step` is the bias-corrected step size lr·√(1−β₂ᵗ)/(1−β₁ᵗ).
+ */
+const adamUpdate: Kernel = (args) => {
+  const { variable, m, v, grad } = args.inputs as Record<string, Info>;
+  const { step, beta1, beta2, epsilon } = args.attrs as Record<string, number>;
+  const b = args.backend;
+  const wv = values(b, variable), mv = values(b, m), vv = values(b, v), gv = values(b, grad);
+  const n = wv.length;
+  const w2 = b.alloc(n), m2 = b.alloc(n), v2 = b.alloc(n);
+  const c1 = 1 - beta1, c2 = 1 - beta2;
+  for (let i = 0; i < n; i++) {
+    const g = gv[i];
+    const mi = beta1 * mv[i] + c1 * g;
+    const vi = beta2 * vv[i] + c2 * g * g;
+    m2[i] = mi;
+    v2[i] = vi;
+    w2[i] = wv[i] - step * mi / (Math.sqrt(vi) + epsilon);
+  }
+  return [output(b, variable.shape, w2), output(b, m.shape, m2), output(b, v.shape, v2)];
+};
+
 /** Kernels that only the native backend has (the layers of lib/fused.ts use them when present). */
 const EXTRA: Record<string, Kernel> = {
   AdvBatchNormActTrain: bnActTrain,
   AdvBatchNormActGrad: bnActGrad,
   AdvBatchNormActInfer: bnActInfer,
   AdvBatchNormActInferGrad: bnActInferGrad,
+  AdvAdamUpdate: adamUpdate,
 };
 
 // ---------------------------------------------------------------- registry

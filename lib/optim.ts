@@ -7,6 +7,9 @@
  */
 import { tf } from "./tf.ts";
 
+/** The fused Adam kernel some backends register (lib/native.ts). */
+const ADAM_KERNEL = "AdvAdamUpdate";
+
 /** An optimiser over a fixed, ordered list of variables. */
 export interface Optimizer {
   /** "adam" or "sgd". */
@@ -43,6 +46,23 @@ export class Adam implements Optimizer {
     this.iterations++;
     const t = this.iterations;
     const a = this.lr * Math.sqrt(1 - this.beta2 ** t) / (1 - this.beta1 ** t);
+    if (tf.getKernel(ADAM_KERNEL, tf.getBackend())) {
+      // One pass per variable where the backend has the fused kernel (native).
+      const attrs = { step: a, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon };
+      grads.forEach((g, i) => {
+        const [w, m, v] = tf.engine().runKernel(ADAM_KERNEL, {
+          variable: this.vars[i],
+          m: this.#m[i],
+          v: this.#v[i],
+          grad: g,
+        }, attrs) as tf.Tensor[];
+        this.vars[i].assign(w);
+        this.#m[i].assign(m);
+        this.#v[i].assign(v);
+        tf.dispose([w, m, v]);
+      });
+      return;
+    }
     tf.tidy(() => {
       grads.forEach((g, i) => {
         const m = this.#m[i], v = this.#v[i];

@@ -377,6 +377,7 @@ Deno.test({
         "AdvBatchNormActTrain",
         "AdvBatchNormActInfer",
         "AdvBatchNormActInferGrad",
+        "AdvAdamUpdate",
       ]
         .sort(),
     );
@@ -496,5 +497,29 @@ Deno.test({
         tf.sum(tf.mul(batchNormActInfer(xs, m, v, gs, bs, 1e-3, 0.1), r));
       return [batchNormActInfer(x, m, v, g, b, 1e-3, 0.1), ...tf.grads((xs, gs, bs) => f(xs, gs, bs))([x, g, b])];
     });
+  },
+});
+
+Deno.test({
+  name: "our Adam: the native fused update equals the plain ops on cpu",
+  ignore,
+  fn: async () => {
+    await setup();
+    const { Adam } = await import("../lib/optim.ts");
+    const results: Float32Array[] = [];
+    for (const backend of ["cpu", NATIVE_BACKEND]) {
+      await tf.setBackend(backend);
+      const w = tf.variable(tensor([7, 5], 300));
+      const opt = new Adam([w], 0.05);
+      for (let step = 0; step < 5; step++) {
+        const g = tf.tidy(() => tf.mul(tf.sub(w, tensor([7, 5], 301 + step)), 2));
+        opt.apply([g]);
+        g.dispose();
+      }
+      results.push(w.dataSync() as Float32Array);
+      opt.dispose();
+      w.dispose();
+    }
+    assert.ok(relErr(results[1], results[0]) <= TOL, `native vs cpu Adam: ${relErr(results[1], results[0])}`);
   },
 });
