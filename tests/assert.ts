@@ -55,3 +55,15 @@ export async function assertSnapshot(name: string, value: unknown): Promise<void
   if (Deno.env.get("UPDATE_SNAPSHOTS")) await Deno.writeTextFile(path, text);
   assertEquals(text, await Deno.readTextFile(path));
 }
+
+/** max |a − b| / max |b|: the error relative to the reference's scale (the max error itself when b is all zeros). */
+export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let scale = 0;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) {
+    scale = Math.max(scale, Math.abs(b[i]));
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+  }
+  return scale === 0 ? diff : diff / scale;
+}

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { relError } from "./assert.ts";
 import assert from "node:assert/strict";
 import { tf } from "../lib/tf.ts";
 import { mnistNet, MODEL_A } from "../lib/models.ts";
@@ -14,18 +15,6 @@ import { registerWasmBackend } from "../lib/wasm.ts";
 await registerWasmBackend();
 await registerWasmBackend(); // idempotent
 await tf.setBackend("wasm");
-
-/** max |a - b| / max |b|: error relative to the reference's scale. */
-function relError(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let scale = 0;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i]));
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-  }
-  return scale === 0 ? diff : diff / scale;
-}
 
 /** Runs `f` on wasm and on cpu; returns the relative error of each output. */
 async function compare(f: () => tf.Tensor | tf.Tensor[]): Promise<number[]> {

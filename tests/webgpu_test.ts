@@ -7,24 +7,13 @@
  *
  * @module
  */
+import { relError } from "./assert.ts";
 import assert from "node:assert/strict";
 import { tf } from "../lib/tf.ts";
 import { mnistNet, MODEL_A } from "../lib/models.ts";
 import { registerWebgpuBackend, webgpuAdapterInfo } from "../lib/webgpu.ts";
 
 const adapter = await webgpuAdapterInfo();
-
-/** max |a - b| / max |b|: error relative to the reference's scale. */
-function relError(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let scale = 0;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i]));
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-  }
-  return scale === 0 ? diff : diff / scale;
-}
 
 Deno.test("webgpuAdapterInfo never throws and is consistent", async () => {
   const info = await webgpuAdapterInfo();
