@@ -64,7 +64,10 @@ export async function useBackend(
     if (r.ok && await tf.setBackend("native")) {
       const why = native.compiledReason;
       const loops = why ? `TypeScript loops (no compiled ones: ${why})` : "compiled C loops";
-      info = { name: "native", requested, detail: `BLAS ${r.path}, ${loops}` };
+      const conv = native.dnnlReason
+        ? `im2col + BLAS convolutions (no oneDNN: ${native.dnnlReason})`
+        : "oneDNN convolutions";
+      info = { name: "native", requested, detail: `BLAS ${r.path}, ${conv}, ${loops}` };
     } else {
       const why = r.ok ? "backend failed to start" : r.reason;
       if (requested === "native") throw new UserError(`--backend native cannot load: ${why}`);

@@ -14,6 +14,7 @@
 const SYMBOLS = {
   adv_im2col: { parameters: ["buffer", "buffer", "i32", "i32", "buffer"], result: "void" },
   adv_col2im: { parameters: ["buffer", "buffer", "i32", "i32", "buffer"], result: "void" },
+  adv_pin: { parameters: ["buffer"], result: "i32" },
   adv_bn_act_train: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "f32", "f32"],
     result: "void",
@@ -57,6 +58,11 @@ export interface CompiledKernels {
     eps: number,
     alpha: number,
   ): void;
+  /**
+   * Keeps the shared library at `path` loaded until the process ends (true on
+   * success): for a library whose threads must not lose their code at exit.
+   */
+  pin(path: string): boolean;
   /** Its gradients: writes dx, dgamma, dbeta. */
   bnActGrad(
     dy: Float32Array,
@@ -96,39 +102,11 @@ export function loadCompiledKernels(): { ok: true; kernels: CompiledKernels } | 
 }
 
 function load(): { ok: true; kernels: CompiledKernels } | { ok: false; reason: string } {
-  const env = (name: string) => granted({ name: "env", variable: name }) ? Deno.env.get(name) : undefined;
-  if (env("ADV_NO_CC")) return { ok: false, reason: "ADV_NO_CC is set" };
-  if (!granted({ name: "ffi" })) return { ok: false, reason: "no --allow-ffi" };
-  if (!granted({ name: "run", command: "cc" })) return { ok: false, reason: "no --allow-run=cc" };
-  const source = new URL("./native_kernels.c", import.meta.url);
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(source);
-  } catch (e) {
-    return { ok: false, reason: `cannot read ${source.pathname}: ${(e as Error).message}` };
-  }
-  const dir = `${env("ADV_CACHE_DIR") ?? ".cache"}/native`;
-  if (!granted({ name: "write", path: dir })) return { ok: false, reason: `no write permission for ${dir}` };
-  const so = `${dir}/kernels-${hash(text)}-${Deno.build.os}-${Deno.build.arch}.so`;
-  try {
-    Deno.statSync(so);
-  } catch {
-    try {
-      Deno.mkdirSync(dir, { recursive: true });
-      const tmp = `${so}.${Deno.pid}.tmp`;
-      const out = new Deno.Command("cc", {
-        args: ["-O3", "-march=native", "-fPIC", "-shared", "-o", tmp, source.pathname],
-        stdout: "piped",
-        stderr: "piped",
-      }).outputSync();
-      if (!out.success) {
-        return { ok: false, reason: `cc failed: ${new TextDecoder().decode(out.stderr).split("\n")[0]}` };
-      }
-      Deno.renameSync(tmp, so);
-    } catch (e) {
-      return { ok: false, reason: `no C compiler (cc): ${(e as Error).message.split("\n")[0]}` };
-    }
-  }
+  // -fno-trapping-math lets the compiler vectorise the loops' selects; OpenMP, where the compiler has it, spreads them over the cores.
+  let built = compile("native_kernels.c", "kernels-omp", ["-fno-trapping-math", "-fopenmp"], ["-ldl"]);
+  if (!built.ok) built = compile("native_kernels.c", "kernels", ["-fno-trapping-math"], ["-ldl"]);
+  if (!built.ok) return built;
+  const so = built.path;
   try {
     const lib = Deno.dlopen(so, SYMBOLS);
     return {
@@ -139,10 +117,112 @@ function load(): { ok: true; kernels: CompiledKernels } | { ok: false; reason: s
         col2im: (col, dx, b0, nb, p) => lib.symbols.adv_col2im(col, dx, b0, nb, p),
         bnActTrain: (...a) => lib.symbols.adv_bn_act_train(...a),
         bnActGrad: (...a) => lib.symbols.adv_bn_act_grad(...a),
+        pin: (path) => lib.symbols.adv_pin(new TextEncoder().encode(`${path}\0`)) === 0,
       },
     };
   } catch (e) {
     return { ok: false, reason: `cannot load ${so}: ${(e as Error).message.split("\n")[0]}` };
+  }
+}
+
+/** The oneDNN convolutions (see lib/dnnl_conv.c). */
+export interface DnnlConv {
+  /** Shared library path. */
+  path: string;
+  /**
+   * direction 0: out = conv(a = x, b = w); 1: out = dx from a = dy, b = w; 2: out = dw from a = x, b = dy.
+   * params: N H W C OH OW OC KH KW strideH strideW dilationH dilationW padTop padLeft padBottom padRight.
+   * Returns 0 on success, else a nonzero code (the caller then computes it another way).
+   */
+  conv(direction: 0 | 1 | 2, params: Int32Array, a: Float32Array, b: Float32Array, out: Float32Array): number;
+}
+
+let cachedDnnl: { ok: true; conv: DnnlConv } | { ok: false; reason: string } | undefined;
+
+/**
+ * Compiles (once per source version) and loads the oneDNN convolutions. Never
+ * throws; returns why not where they are unavailable (no compiler, no oneDNN
+ * headers or library: Debian `libdnnl-dev`). Set `ADV_NO_DNNL=1` to skip them.
+ */
+export function loadDnnlConv(): { ok: true; conv: DnnlConv } | { ok: false; reason: string } {
+  if (cachedDnnl) return cachedDnnl;
+  cachedDnnl = (() => {
+    if (env("ADV_NO_DNNL")) return { ok: false, reason: "ADV_NO_DNNL is set" };
+    const built = compile("dnnl_conv.c", "dnnl", [], ["-ldnnl"]);
+    if (!built.ok) return built;
+    try {
+      const lib = Deno.dlopen(
+        built.path,
+        {
+          adv_dnnl_init: { parameters: [], result: "i32" },
+          adv_dnnl_conv: { parameters: ["i32", "buffer", "buffer", "buffer", "buffer"], result: "i32" },
+        } as const,
+      );
+      const rc = lib.symbols.adv_dnnl_init();
+      if (rc !== 0) return { ok: false, reason: `oneDNN has no CPU engine (code ${rc})` };
+      return {
+        ok: true,
+        conv: { path: built.path, conv: (d, p, a, b, out) => lib.symbols.adv_dnnl_conv(d, p, a, b, out) },
+      };
+    } catch (e) {
+      return { ok: false, reason: `cannot load ${built.path}: ${(e as Error).message.split("\n")[0]}` };
+    }
+  })();
+  return cachedDnnl;
+}
+
+function env(name: string): string | undefined {
+  return granted({ name: "env", variable: name }) ? Deno.env.get(name) : undefined;
+}
+
+/**
+ * Compiles `lib/<file>` (with `flags`, linking `libs`) into `<cache>/native/<stem>-<hash>-<os>-<arch>.so` unless
+ * that file exists; returns its path, or why it could not.
+ */
+function compile(
+  file: string,
+  stem: string,
+  flags: string[],
+  libs: string[] = [],
+): { ok: true; path: string } | { ok: false; reason: string } {
+  if (env("ADV_NO_CC")) return { ok: false, reason: "ADV_NO_CC is set" };
+  if (!granted({ name: "ffi" })) return { ok: false, reason: "no --allow-ffi" };
+  if (!granted({ name: "run", command: "cc" })) return { ok: false, reason: "no --allow-run=cc" };
+  const source = new URL(`./${file}`, import.meta.url);
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(source);
+  } catch (e) {
+    return { ok: false, reason: `cannot read ${source.pathname}: ${(e as Error).message}` };
+  }
+  const dir = `${env("ADV_CACHE_DIR") ?? ".cache"}/native`;
+  if (!granted({ name: "write", path: dir })) return { ok: false, reason: `no write permission for ${dir}` };
+  // -z nodelete: the library (and the OpenMP runtime it pulls in) stays mapped until the process ends, so that
+  // unloading it at exit cannot pull the code from under threads still parked in it (a crash at exit otherwise).
+  const args = ["-O3", "-march=native", "-fPIC", "-shared", "-Wl,-z,nodelete", ...flags];
+  const so = `${dir}/${stem}-${hash(text + args.join(" "))}-${Deno.build.os}-${Deno.build.arch}.so`;
+  try {
+    Deno.statSync(so);
+    return { ok: true, path: so };
+  } catch {
+    // not built yet
+  }
+  try {
+    Deno.mkdirSync(dir, { recursive: true });
+    const tmp = `${so}.${Deno.pid}.tmp`;
+    const out = new Deno.Command("cc", {
+      args: [...args, "-o", tmp, source.pathname, ...libs],
+      stdout: "piped",
+      stderr: "piped",
+    }).outputSync();
+    if (!out.success) {
+      const first = new TextDecoder().decode(out.stderr).split("\n").find((l) => /error/.test(l));
+      return { ok: false, reason: `cc ${file} failed: ${first ?? "unknown error"}` };
+    }
+    Deno.renameSync(tmp, so);
+    return { ok: true, path: so };
+  } catch (e) {
+    return { ok: false, reason: `no C compiler (cc): ${(e as Error).message.split("\n")[0]}` };
   }
 }
 

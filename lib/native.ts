@@ -24,7 +24,7 @@
  */
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import { loadBlas, type Sgemm } from "./blas.ts";
-import { type CompiledKernels, loadCompiledKernels } from "./cc.ts";
+import { type CompiledKernels, type DnnlConv, loadCompiledKernels, loadDnnlConv } from "./cc.ts";
 import { tf } from "./tf.ts";
 
 /** Name the backend is registered under. */
@@ -428,6 +428,56 @@ export function useCompiledLoops(on: boolean): boolean {
   return before;
 }
 
+let dnnl: DnnlConv | undefined;
+
+/** Why the oneDNN convolutions are not in use ("" when they are). */
+export let dnnlReason = "not loaded";
+
+/**
+ * Computes convolutions with oneDNN (true) where it loads, or with im2col and
+ * the BLAS (false); returns the previous setting.
+ */
+export function useDnnl(on: boolean): boolean {
+  const before = dnnl !== undefined;
+  if (on) {
+    const r = loadDnnlConv();
+    dnnl = r.ok ? r.conv : undefined;
+    dnnlReason = r.ok ? "" : r.reason;
+  } else dnnl = undefined;
+  return before;
+}
+
+/** How many convolutions oneDNN computed, and how many it declined (those then go through im2col and the BLAS). */
+export const dnnlCounts = { done: 0, declined: 0 };
+
+/** Runs a convolution direction through oneDNN; false where it is off or declines (then use the BLAS). */
+function viaDnnl(direction: 0 | 1 | 2, ci: ConvInfo, a: Float32Array, b: Float32Array, out: Float32Array): boolean {
+  if (!dnnl || ci.batchSize === 0) return false;
+  const p = Int32Array.of(
+    ci.batchSize,
+    ci.inHeight,
+    ci.inWidth,
+    ci.inChannels,
+    ci.outHeight,
+    ci.outWidth,
+    ci.outChannels,
+    ci.filterHeight,
+    ci.filterWidth,
+    ci.strideHeight,
+    ci.strideWidth,
+    ci.dilationHeight,
+    ci.dilationWidth,
+    ci.padInfo.top,
+    ci.padInfo.left,
+    ci.padInfo.bottom,
+    ci.padInfo.right,
+  );
+  const ok = dnnl.conv(direction, p, a, b, out) === 0;
+  if (ok) dnnlCounts.done++;
+  else dnnlCounts.declined++;
+  return ok;
+}
+
 function convParams(ci: ConvInfo): Int32Array {
   return Int32Array.of(
     ci.inHeight,
@@ -474,6 +524,7 @@ function convForward(backend: NativeBackend, x: Float32Array, w: Float32Array, c
   const K = ci.filterHeight * ci.filterWidth * ci.inChannels;
   const Co = ci.outChannels;
   const y = backend.alloc(ci.batchSize * rows * Co);
+  if (viaDnnl(0, ci, x, w, y)) return y;
   if (isPointwise(ci)) {
     sgemm(false, false, ci.batchSize * rows, Co, K, 1, x, K, w, Co, 0, y, Co);
     return y;
@@ -499,6 +550,7 @@ function convBackpropInput(
   const K = ci.filterHeight * ci.filterWidth * ci.inChannels;
   const Co = ci.outChannels;
   const dx = backend.alloc(ci.batchSize * ci.inHeight * ci.inWidth * ci.inChannels);
+  if (viaDnnl(1, ci, dy, w, dx)) return dx;
   if (isPointwise(ci)) {
     sgemm(false, true, ci.batchSize * rows, K, Co, 1, dy, Co, w, Co, 0, dx, K);
     return dx;
@@ -526,6 +578,7 @@ function convBackpropFilter(
   const Co = ci.outChannels;
   const dw = backend.alloc(K * Co);
   if (ci.batchSize * rows === 0) return dw.fill(0);
+  if (viaDnnl(2, ci, x, dy, dw)) return dw;
   if (isPointwise(ci)) {
     sgemm(true, false, K, Co, ci.batchSize * rows, 1, x, K, dy, Co, 0, dw, Co);
     return dw;
@@ -1539,6 +1592,8 @@ export function registerNativeBackend(): Promise<NativeResult> {
   if (!blas.ok) return Promise.resolve(blas);
   sgemm = blas.sgemm;
   useCompiledLoops(true);
+  compiled?.pin(blas.path); // OpenBLAS's threads stay parked in it until exit
+  useDnnl(true);
   for (const config of tf.getKernelsForBackend("cpu")) {
     cpuKernels.set(config.kernelName, config.kernelFunc as unknown as Kernel);
   }

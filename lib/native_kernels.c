@@ -2,10 +2,15 @@
  * Memory-bound loops of the native backend, compiled on first use with the
  * system C compiler (see lib/cc.ts). Each has a TypeScript twin in
  * lib/native.ts that runs when no compiler is available; tests check both.
- * Layout: NHWC float32, im2col rows ordered (kh, kw, c).
+ * Layout: NHWC float32, im2col rows ordered (kh, kw, c). Built with -fopenmp
+ * where the compiler has it: the batch-norm loops then use every core.
  */
+#include <dlfcn.h>
 #include <math.h>
 #include <string.h>
+
+/* Keeps a shared library loaded until the process ends (its threads may be parked in it at exit); 0 on success. */
+int adv_pin(const char *path) { return dlopen(path, RTLD_NOW | RTLD_NODELETE) ? 0 : 1; }
 
 typedef struct {
   int H, W, C, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
@@ -92,62 +97,122 @@ void adv_col2im(const float *col, float *dx, int b0, int nb, const int *params) 
   }
 }
 
+/* o = leaky(r·mul + add) over one row of C channels. */
+static inline void leaky_row(const float *restrict r, float *restrict o, const float *restrict mul,
+                             const float *restrict add, int C, float alpha) {
+  for (int c = 0; c < C; c++) {
+    const float z = r[c] * mul[c] + add[c];
+    o[c] = (z > 0.0f ? z : 0.0f) + alpha * (z < 0.0f ? z : 0.0f);
+  }
+}
+
+/* Rows per block of the batch-norm loops: sums run in float within a block (vectorised), in double across blocks. */
+enum { BN_BLOCK = 64 };
+
+/* Per-channel sums of x and x² (or of d and d·x̂ for the gradient) over n rows, split across threads. */
+static void channel_sums(const float *x, int n, int C, double *sum, double *sq) {
+  const long blocks = (n + BN_BLOCK - 1) / BN_BLOCK;
+  for (int c = 0; c < C; c++) sum[c] = sq[c] = 0;
+#pragma omp parallel
+  {
+    double ls[C], lq[C];
+    float fs[C], fq[C];
+    for (int c = 0; c < C; c++) ls[c] = lq[c] = 0;
+#pragma omp for schedule(static)
+    for (long b = 0; b < blocks; b++) {
+      const long i0 = b * BN_BLOCK, i1 = i0 + BN_BLOCK < n ? i0 + BN_BLOCK : n;
+      for (int c = 0; c < C; c++) fs[c] = fq[c] = 0;
+      for (long i = i0; i < i1; i++) {
+        const float *r = x + i * C;
+        for (int c = 0; c < C; c++) {
+          fs[c] += r[c];
+          fq[c] += r[c] * r[c];
+        }
+      }
+      for (int c = 0; c < C; c++) ls[c] += fs[c], lq[c] += fq[c];
+    }
+#pragma omp critical
+    for (int c = 0; c < C; c++) sum[c] += ls[c], sq[c] += lq[c];
+  }
+}
+
 /* Batch norm with batch statistics followed by leaky ReLU, over n rows of C channels. */
 void adv_bn_act_train(const float *x, float *y, const float *gamma, const float *beta, float *mean, float *var,
                       int n, int C, float eps, float alpha) {
   double sum[C], sq[C];
   float mul[C], add[C];
-  for (int c = 0; c < C; c++) sum[c] = sq[c] = 0;
-  for (long i = 0; i < (long)n * C; i += C)
-    for (int c = 0; c < C; c++) {
-      const double v = x[i + c];
-      sum[c] += v;
-      sq[c] += v * v;
-    }
+  channel_sums(x, n, C, sum, sq);
   for (int c = 0; c < C; c++) {
-    const double m = sum[c] / n;
-    double v = sq[c] / n - m * m;
+    const double m = n ? sum[c] / n : 0;
+    double v = n ? sq[c] / n - m * m : 0;
     if (v < 0) v = 0;
     mean[c] = (float)m;
     var[c] = (float)v;
     mul[c] = gamma[c] / sqrtf((float)v + eps);
     add[c] = beta[c] - (float)m * mul[c];
   }
-  for (long i = 0; i < (long)n * C; i += C)
-    for (int c = 0; c < C; c++) {
-      const float z = x[i + c] * mul[c] + add[c];
-      y[i + c] = z < 0 ? z * alpha : z;
-    }
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < n; i++) leaky_row(x + i * C, y + i * C, mul, add, C, alpha);
+}
+
+/* One row of the gradient's first pass: o = dy · leaky'(z), and the running sums of o and o · x̂. */
+static inline void leaky_grad_row(const float *restrict r, const float *restrict g, float *restrict o,
+                                  const float *restrict mean, const float *restrict inv,
+                                  const float *restrict gamma, const float *restrict beta, float *restrict fs,
+                                  float *restrict fq, int C, float alpha) {
+  for (int c = 0; c < C; c++) {
+    const float xh = (r[c] - mean[c]) * inv[c];
+    const float z = gamma[c] * xh + beta[c];
+    const float d = z < 0.0f ? g[c] * alpha : g[c];
+    o[c] = d;
+    fs[c] += d;
+    fq[c] += d * xh;
+  }
+}
+
+/* One row of the second pass: o = k · (o − m1 − x̂ · m2). */
+static inline void bn_grad_row(const float *restrict r, float *restrict o, const float *restrict mean,
+                               const float *restrict inv, const float *restrict k, const float *restrict m1,
+                               const float *restrict m2, int C) {
+  for (int c = 0; c < C; c++) {
+    const float xh = (r[c] - mean[c]) * inv[c];
+    o[c] = k[c] * (o[c] - m1[c] - xh * m2[c]);
+  }
 }
 
 /* Gradients of adv_bn_act_train with respect to x, gamma and beta. */
 void adv_bn_act_grad(const float *dy, const float *x, const float *gamma, const float *beta, const float *mean,
                      const float *var, float *dx, float *dgamma, float *dbeta, int n, int C, float eps, float alpha) {
   float inv[C], k[C], m1[C], m2[C];
+  for (int c = 0; c < C; c++) inv[c] = 1.0f / sqrtf(var[c] + eps);
+  /* pass 1: d = dy · leaky'(z) into dx; per-channel Σd and Σd·x̂ */
+  const long blocks = (n + BN_BLOCK - 1) / BN_BLOCK;
   double sdz[C], sdzx[C];
-  for (int c = 0; c < C; c++) {
-    inv[c] = 1.0f / sqrtf(var[c] + eps);
-    sdz[c] = sdzx[c] = 0;
-  }
-  for (long i = 0; i < (long)n * C; i += C)
-    for (int c = 0; c < C; c++) {
-      const float xh = (x[i + c] - mean[c]) * inv[c];
-      const float z = gamma[c] * xh + beta[c];
-      const float d = z < 0 ? dy[i + c] * alpha : dy[i + c];
-      dx[i + c] = d;
-      sdz[c] += d;
-      sdzx[c] += d * xh;
+  for (int c = 0; c < C; c++) sdz[c] = sdzx[c] = 0;
+#pragma omp parallel
+  {
+    double ls[C], lq[C];
+    float fs[C], fq[C];
+    for (int c = 0; c < C; c++) ls[c] = lq[c] = 0;
+#pragma omp for schedule(static)
+    for (long b = 0; b < blocks; b++) {
+      const long i0 = b * BN_BLOCK, i1 = i0 + BN_BLOCK < n ? i0 + BN_BLOCK : n;
+      for (int c = 0; c < C; c++) fs[c] = fq[c] = 0;
+      for (long i = i0; i < i1; i++)
+        leaky_grad_row(x + i * C, dy + i * C, dx + i * C, mean, inv, gamma, beta, fs, fq, C, alpha);
+      for (int c = 0; c < C; c++) ls[c] += fs[c], lq[c] += fq[c];
     }
+#pragma omp critical
+    for (int c = 0; c < C; c++) sdz[c] += ls[c], sdzx[c] += lq[c];
+  }
   for (int c = 0; c < C; c++) {
     dgamma[c] = (float)sdzx[c];
     dbeta[c] = (float)sdz[c];
     k[c] = gamma[c] * inv[c];
-    m1[c] = (float)(sdz[c] / n);
-    m2[c] = (float)(sdzx[c] / n);
+    m1[c] = n ? (float)(sdz[c] / n) : 0;
+    m2[c] = n ? (float)(sdzx[c] / n) : 0;
   }
-  for (long i = 0; i < (long)n * C; i += C)
-    for (int c = 0; c < C; c++) {
-      const float xh = (x[i + c] - mean[c]) * inv[c];
-      dx[i + c] = k[c] * (dx[i + c] - m1[c] - xh * m2[c]);
-    }
+  /* pass 2: dx = γ/σ · (d − mean(d) − x̂ · mean(d·x̂)) */
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < n; i++) bn_grad_row(x + i * C, dx + i * C, mean, inv, k, m1, m2, C);
 }

@@ -13,7 +13,15 @@
 import assert from "node:assert/strict";
 import { loadBlas } from "../lib/blas.ts";
 import { capacityShape, logits, mnistNet, MODEL_A } from "../lib/models.ts";
-import { compiledReason, NATIVE_BACKEND, registerNativeBackend, useCompiledLoops } from "../lib/native.ts";
+import {
+  compiledReason,
+  dnnlCounts,
+  dnnlReason,
+  NATIVE_BACKEND,
+  registerNativeBackend,
+  useCompiledLoops,
+  useDnnl,
+} from "../lib/native.ts";
 import { tf } from "../lib/tf.ts";
 
 const blas = loadBlas();
@@ -104,6 +112,9 @@ const CONVS: ConvCase[] = [
   { n: 1, h: 9, w: 9, cin: 8, cout: 5, k: [5, 5], stride: 1, pad: "same" }, // rows copied by memcpy
   { n: 2, h: 6, w: 7, cin: 33, cout: 4, k: [3, 3], stride: 2, pad: "same" }, // channels copied by memcpy
   { n: 1, h: 9, w: 9, cin: 2, cout: 3, k: [3, 3], stride: 1, pad: "same", dilation: 2 },
+  { n: 3, h: 8, w: 8, cin: 16, cout: 16, k: [3, 3], stride: 1, pad: "same" }, // the CIFAR ResNet's blocks
+  { n: 2, h: 8, w: 8, cin: 16, cout: 32, k: [3, 3], stride: 2, pad: "same" }, // its downsampling convolution
+  { n: 2, h: 8, w: 9, cin: 3, cout: 8, k: [3, 3], stride: 2, pad: "valid" }, // output size rounded down
 ];
 
 function convName(c: ConvCase): string {
@@ -112,16 +123,26 @@ function convName(c: ConvCase): string {
 }
 
 Deno.test({
-  name: "native Conv2D and its gradients (x, filter) equal cpu, with compiled and TypeScript loops",
+  name: "native Conv2D and its gradients (x, filter) equal cpu, through oneDNN and through im2col (C and TypeScript)",
   ignore,
   fn: async () => {
     await setup();
+    useDnnl(true);
+    if (dnnlReason) console.warn(`oneDNN convolutions unavailable: ${dnnlReason}`);
+    else {
+      const before = { ...dnnlCounts };
+      await convCases();
+      assert.equal(dnnlCounts.declined, before.declined, "oneDNN declined none of the cases");
+      assert(dnnlCounts.done > before.done + 2 * CONVS.length, "oneDNN computed the convolutions");
+    }
+    useDnnl(false);
     for (const loops of ["compiled", "typescript"]) {
       useCompiledLoops(loops === "compiled");
       if (loops === "compiled" && compiledReason) console.warn(`compiled loops unavailable: ${compiledReason}`);
       await convCases();
     }
     useCompiledLoops(true);
+    useDnnl(true);
   },
 });
 
@@ -477,15 +498,18 @@ Deno.test({
     const { batchNormActTrain } = await import("../lib/fused.ts");
     for (const loops of ["compiled", "typescript"]) {
       useCompiledLoops(loops === "compiled");
-      await assertSame(`bn+leaky train (${loops} loops)`, () => {
-        const x = tensor([4, 5, 3, 6], 11, -2, 3);
-        const g = tensor([6], 12, 0.5, 1.5), b = tensor([6], 13);
-        const r = tensor([4, 5, 3, 6], 14);
-        const f = (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) =>
-          tf.sum(tf.mul(batchNormActTrain(xs, gs, bs, 1e-3, 0.1).y, r));
-        const { y, mean, variance } = batchNormActTrain(x, g, b, 1e-3, 0.1);
-        return [y, mean, variance, ...tf.grads((xs, gs, bs) => f(xs, gs, bs))([x, g, b])];
-      });
+      // 60 rows: less than one block of the C loops; 567 rows: several blocks and a remainder, split across threads
+      for (const shape of [[4, 5, 3, 6], [7, 9, 9, 5]]) {
+        await assertSame(`bn+leaky train ${shape} (${loops} loops)`, () => {
+          const x = tensor(shape, 11, -2, 3);
+          const g = tensor([shape[3]], 12, 0.5, 1.5), b = tensor([shape[3]], 13);
+          const r = tensor(shape, 14);
+          const f = (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) =>
+            tf.sum(tf.mul(batchNormActTrain(xs, gs, bs, 1e-3, 0.1).y, r));
+          const { y, mean, variance } = batchNormActTrain(x, g, b, 1e-3, 0.1);
+          return [y, mean, variance, ...tf.grads((xs, gs, bs) => f(xs, gs, bs))([x, g, b])];
+        });
+      }
     }
     useCompiledLoops(true);
     const { batchNormActInfer } = await import("../lib/fused.ts");
