@@ -15,6 +15,7 @@ const SYMBOLS = {
   adv_im2col: { parameters: ["buffer", "buffer", "i32", "i32", "buffer"], result: "void" },
   adv_col2im: { parameters: ["buffer", "buffer", "i32", "i32", "buffer"], result: "void" },
   adv_pin: { parameters: ["buffer"], result: "i32" },
+  adv_binary: { parameters: ["i32", "buffer", "buffer", "i64", "i64", "buffer", "i32"], result: "void" },
   adv_bn_act_train: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "f32", "f32"],
     result: "void",
@@ -58,6 +59,11 @@ export interface CompiledKernels {
     eps: number,
     alpha: number,
   ): void;
+  /**
+   * y = a op b where b repeats with period p (p = a.length: same shape); with
+   * `swap`, y = b op a. op: 0 add, 1 subtract, 2 multiply, 3 divide.
+   */
+  binary(op: number, a: Float32Array, b: Float32Array, p: number, y: Float32Array, swap: boolean): void;
   /**
    * Keeps the shared library at `path` loaded until the process ends (true on
    * success): for a library whose threads must not lose their code at exit.
@@ -117,6 +123,8 @@ function load(): { ok: true; kernels: CompiledKernels } | { ok: false; reason: s
         col2im: (col, dx, b0, nb, p) => lib.symbols.adv_col2im(col, dx, b0, nb, p),
         bnActTrain: (...a) => lib.symbols.adv_bn_act_train(...a),
         bnActGrad: (...a) => lib.symbols.adv_bn_act_grad(...a),
+        binary: (op, a, b, p, y, swap) =>
+          lib.symbols.adv_binary(op, a, b, BigInt(a.length), BigInt(p), y, swap ? 1 : 0),
         pin: (path) => lib.symbols.adv_pin(new TextEncoder().encode(`${path}\0`)) === 0,
       },
     };

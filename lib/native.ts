@@ -1054,8 +1054,15 @@ const BINARY: Record<string, { ab: Periodic; ba: Periodic }> = {
   },
 };
 
+/** Operation codes of the compiled binary loop (lib/native_kernels.c). */
+const BINARY_OP: Record<string, number> = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3 };
+
+/** Outputs at least this long go through the compiled loop (threads pay off); shorter ones stay in JS. */
+const COMPILED_BINARY_MIN = 1 << 15;
+
 /** A float32 binary kernel for same-shape and periodic broadcasts (cpu otherwise). */
 function binary(name: string, loops: { ab: Periodic; ba: Periodic }): Kernel {
+  const op = BINARY_OP[name];
   return (args) => {
     const { a, b } = args.inputs as { a: Info; b: Info };
     if (!allFloat(a, b)) return cpu(name, args);
@@ -1064,11 +1071,14 @@ function binary(name: string, loops: { ab: Periodic; ba: Periodic }): Kernel {
     const av = values(args.backend, a), bv = values(args.backend, b);
     if (how === "a") {
       const y = args.backend.alloc(bv.length);
-      if (av.length > 0) loops.ba(bv, av, av.length, y);
+      if (compiled && bv.length >= COMPILED_BINARY_MIN && av.length > 0) {
+        compiled.binary(op, bv, av, av.length, y, true);
+      } else if (av.length > 0) loops.ba(bv, av, av.length, y);
       return output(args.backend, b.shape, y);
     }
     const y = args.backend.alloc(av.length);
-    if (bv.length > 0) loops.ab(av, bv, bv.length, y);
+    if (compiled && av.length >= COMPILED_BINARY_MIN && bv.length > 0) compiled.binary(op, av, bv, bv.length, y, false);
+    else if (bv.length > 0) loops.ab(av, bv, bv.length, y);
     return output(args.backend, how === "same" ? a.shape : a.shape, y);
   };
 }
@@ -1530,6 +1540,22 @@ const adamUpdate: Kernel = (args) => {
   return [output(b, variable.shape, w2), output(b, m.shape, m2), output(b, v.shape, v2)];
 };
 
+/** SGD with momentum in one pass: v ← μv + g + λw, w ← w − lr·v (λ = 0 where no decay applies). */
+const momentumUpdate: Kernel = (args) => {
+  const { variable, v, grad } = args.inputs as Record<string, Info>;
+  const { lr, momentum, decay } = args.attrs as Record<string, number>;
+  const b = args.backend;
+  const wv = values(b, variable), vv = values(b, v), gv = values(b, grad);
+  const n = wv.length;
+  const w2 = b.alloc(n), v2 = b.alloc(n);
+  for (let i = 0; i < n; i++) {
+    const vi = momentum * vv[i] + gv[i] + decay * wv[i];
+    v2[i] = vi;
+    w2[i] = wv[i] - lr * vi;
+  }
+  return [output(b, variable.shape, w2), output(b, v.shape, v2)];
+};
+
 /** Kernels that only the native backend has (the layers of lib/fused.ts use them when present). */
 const EXTRA: Record<string, Kernel> = {
   AdvBatchNormActTrain: bnActTrain,
@@ -1537,6 +1563,7 @@ const EXTRA: Record<string, Kernel> = {
   AdvBatchNormActInfer: bnActInfer,
   AdvBatchNormActInferGrad: bnActInferGrad,
   AdvAdamUpdate: adamUpdate,
+  AdvMomentumUpdate: momentumUpdate,
 };
 
 // ---------------------------------------------------------------- registry

@@ -216,3 +216,35 @@ void adv_bn_act_grad(const float *dy, const float *x, const float *gamma, const 
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < n; i++) bn_grad_row(x + i * C, dx + i * C, mean, inv, k, m1, m2, C);
 }
+
+/* y = a op b for n elements where b repeats with period p (p = n: same shape; p = 1: a scalar);
+ * with swap, y = b op a. op: 0 add, 1 subtract, 2 multiply, 3 divide. */
+#define ADV_BINARY_LOOP(EXPR)                                                      \
+  if (p == n) {                                                                    \
+    _Pragma("omp parallel for schedule(static)") for (long i = 0; i < n; i++) {   \
+      const float u = a[i], w = b[i];                                              \
+      y[i] = EXPR;                                                                 \
+    }                                                                              \
+  } else {                                                                         \
+    _Pragma("omp parallel for schedule(static)") for (long r = 0; r < n / p; r++) { \
+      const float *ar = a + r * p;                                                 \
+      float *yr = y + r * p;                                                       \
+      for (long j = 0; j < p; j++) {                                               \
+        const float u = ar[j], w = b[j];                                           \
+        yr[j] = EXPR;                                                              \
+      }                                                                            \
+    }                                                                              \
+  }
+
+void adv_binary(int op, const float *restrict a, const float *restrict b, long n, long p, float *restrict y,
+                int swap) {
+  if (p <= 0 || n % p) return;
+  switch (op * 2 + (swap != 0)) {
+  case 0: case 1: ADV_BINARY_LOOP(u + w); break;
+  case 2: ADV_BINARY_LOOP(u - w); break;
+  case 3: ADV_BINARY_LOOP(w - u); break;
+  case 4: case 5: ADV_BINARY_LOOP(u * w); break;
+  case 6: ADV_BINARY_LOOP(u / w); break;
+  case 7: ADV_BINARY_LOOP(w / u); break;
+  }
+}

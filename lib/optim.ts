@@ -7,8 +7,9 @@
  */
 import { tf } from "./tf.ts";
 
-/** The fused Adam kernel some backends register (lib/native.ts). */
+/** The fused Adam and momentum kernels some backends register (lib/native.ts). */
 const ADAM_KERNEL = "AdvAdamUpdate";
+const MOMENTUM_KERNEL = "AdvMomentumUpdate";
 
 /** An optimiser over a fixed, ordered list of variables. */
 export interface Optimizer {
@@ -103,6 +104,21 @@ export class Momentum implements Optimizer {
 
   apply(grads: tf.Tensor[]): void {
     this.iterations++;
+    if (tf.getKernel(MOMENTUM_KERNEL, tf.getBackend())) {
+      // One pass per variable where the backend has the fused kernel (native).
+      grads.forEach((g, i) => {
+        const decay = this.weightDecay > 0 && this.decay[i] ? this.weightDecay : 0;
+        const [w, v] = tf.engine().runKernel(MOMENTUM_KERNEL, { variable: this.vars[i], v: this.#v[i], grad: g }, {
+          lr: this.lr,
+          momentum: this.momentum,
+          decay,
+        }) as tf.Tensor[];
+        this.vars[i].assign(w);
+        this.#v[i].assign(v);
+        tf.dispose([w, v]);
+      });
+      return;
+    }
     tf.tidy(() => {
       grads.forEach((g, i) => {
         const w = this.vars[i];

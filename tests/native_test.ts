@@ -305,6 +305,18 @@ Deno.test({
         return [tf.add(a, b), tf.sub(a, b), tf.mul(a, b), tf.div(a, b)];
       });
     }
+    // long enough for the compiled, threaded loop (and, without it, the JS one): same shape, channel, scalar, swapped
+    const big = [4, 33, 17, 16];
+    for (const loops of ["compiled", "typescript"]) {
+      useCompiledLoops(loops === "compiled");
+      for (const [i, [sa, sb]] of ([[big, big], [big, [16]], [[16], big], [big, []], [[], big]] as const).entries()) {
+        await assertSame(`add / sub / mul / div ${JSON.stringify(sa)} ${JSON.stringify(sb)} (${loops})`, () => {
+          const a = tensor([...sa], 200 + i), b = tensor([...sb], 210 + i, 0.5, 2);
+          return [tf.add(a, b), tf.sub(a, b), tf.mul(a, b), tf.div(a, b)];
+        });
+      }
+    }
+    useCompiledLoops(true);
     await assertSame("sum over leading, trailing, middle and all axes", () => {
       const x = tensor(s, 190);
       return [
@@ -399,6 +411,7 @@ Deno.test({
         "AdvBatchNormActInfer",
         "AdvBatchNormActInferGrad",
         "AdvAdamUpdate",
+        "AdvMomentumUpdate",
       ]
         .sort(),
     );
@@ -545,5 +558,36 @@ Deno.test({
       w.dispose();
     }
     assert.ok(relErr(results[1], results[0]) <= TOL, `native vs cpu Adam: ${relErr(results[1], results[0])}`);
+  },
+});
+
+Deno.test({
+  name: "our momentum SGD with weight decay: the native fused update equals the plain ops on cpu",
+  ignore,
+  fn: async () => {
+    await setup();
+    const { Momentum } = await import("../lib/optim.ts");
+    const results: Float32Array[][] = [];
+    for (const backend of ["cpu", NATIVE_BACKEND]) {
+      await tf.setBackend(backend);
+      const w = tf.variable(tensor([7, 5], 310)), u = tf.variable(tensor([5], 311));
+      const opt = new Momentum([w, u], 0.05, 0.9, 0.01, [true, false]); // decay on w only
+      for (let step = 0; step < 5; step++) {
+        const [gw, gu] = tf.tidy(() => [tf.mul(tf.sub(w, tensor([7, 5], 312 + step)), 2), tf.neg(u)]);
+        opt.apply([gw, gu]);
+        tf.dispose([gw, gu]);
+      }
+      results.push([
+        w.dataSync() as Float32Array,
+        u.dataSync() as Float32Array,
+        opt.state()[0].dataSync() as Float32Array,
+      ]);
+      opt.dispose();
+      tf.dispose([w, u]);
+    }
+    for (const [i, name] of ["w", "u", "velocity of w"].entries()) {
+      const e = relErr(results[1][i], results[0][i]);
+      assert.ok(e <= TOL, `native vs cpu momentum, ${name}: ${e}`);
+    }
   },
 });
