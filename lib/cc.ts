@@ -15,6 +15,27 @@ const SYMBOLS = {
   adv_im2col: { parameters: ["buffer", "buffer", "i32", "i32", "buffer"], result: "void" },
   adv_col2im: { parameters: ["buffer", "buffer", "i32", "i32", "buffer"], result: "void" },
   adv_pin: { parameters: ["buffer"], result: "i32" },
+  adv_bn_act_infer: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "i32", "i32", "f32"],
+    result: "void",
+  },
+  adv_bn_act_infer_grad: {
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i32",
+      "i32",
+      "f32",
+    ],
+    result: "void",
+  },
   adv_binary: { parameters: ["i32", "buffer", "buffer", "i64", "i64", "buffer", "i32"], result: "void" },
   adv_bn_act_train: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "f32", "f32"],
@@ -57,6 +78,31 @@ export interface CompiledKernels {
     n: number,
     c: number,
     eps: number,
+    alpha: number,
+  ): void;
+  /** Inference batch norm (statistics folded into mul, add) + leaky ReLU over n rows of C channels. */
+  bnActInfer(
+    x: Float32Array,
+    y: Float32Array,
+    mul: Float32Array,
+    add: Float32Array,
+    n: number,
+    c: number,
+    alpha: number,
+  ): void;
+  /** Its gradients: writes dx, dgamma, dbeta; inv = 1/√(variance + ε). */
+  bnActInferGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    mul: Float32Array,
+    add: Float32Array,
+    mean: Float32Array,
+    inv: Float32Array,
+    dx: Float32Array,
+    dgamma: Float32Array,
+    dbeta: Float32Array,
+    n: number,
+    c: number,
     alpha: number,
   ): void;
   /**
@@ -108,6 +154,7 @@ export function loadCompiledKernels(): { ok: true; kernels: CompiledKernels } | 
 }
 
 function load(): { ok: true; kernels: CompiledKernels } | { ok: false; reason: string } {
+  passiveOpenMp();
   // -fno-trapping-math lets the compiler vectorise the loops' selects; OpenMP, where the compiler has it, spreads them over the cores.
   let built = compile("native_kernels.c", "kernels-omp", ["-fno-trapping-math", "-fopenmp"], ["-ldl"]);
   if (!built.ok) built = compile("native_kernels.c", "kernels", ["-fno-trapping-math"], ["-ldl"]);
@@ -123,6 +170,8 @@ function load(): { ok: true; kernels: CompiledKernels } | { ok: false; reason: s
         col2im: (col, dx, b0, nb, p) => lib.symbols.adv_col2im(col, dx, b0, nb, p),
         bnActTrain: (...a) => lib.symbols.adv_bn_act_train(...a),
         bnActGrad: (...a) => lib.symbols.adv_bn_act_grad(...a),
+        bnActInfer: (...a) => lib.symbols.adv_bn_act_infer(...a),
+        bnActInferGrad: (...a) => lib.symbols.adv_bn_act_infer_grad(...a),
         binary: (op, a, b, p, y, swap) =>
           lib.symbols.adv_binary(op, a, b, BigInt(a.length), BigInt(p), y, swap ? 1 : 0),
         pin: (path) => lib.symbols.adv_pin(new TextEncoder().encode(`${path}\0`)) === 0,
@@ -156,6 +205,7 @@ export function loadDnnlConv(): { ok: true; conv: DnnlConv } | { ok: false; reas
   if (cachedDnnl) return cachedDnnl;
   cachedDnnl = (() => {
     if (env("ADV_NO_DNNL")) return { ok: false, reason: "ADV_NO_DNNL is set" };
+    passiveOpenMp();
     const built = compile("dnnl_conv.c", "dnnl", [], ["-ldnnl"]);
     if (!built.ok) return built;
     try {
@@ -177,6 +227,18 @@ export function loadDnnlConv(): { ok: true; conv: DnnlConv } | { ok: false; reas
     }
   })();
   return cachedDnnl;
+}
+
+/**
+ * Makes idle OpenMP threads sleep instead of spinning (OMP_WAIT_POLICY=passive)
+ * unless the environment says otherwise; must run before the OpenMP runtime
+ * loads. On cores shared with other work, spinning threads made the ResNet's
+ * training step 2-3× slower here (PyTorch's too); on idle cores passive costs
+ * little.
+ */
+function passiveOpenMp(): void {
+  if (!granted({ name: "env", variable: "OMP_WAIT_POLICY" })) return;
+  if (Deno.env.get("OMP_WAIT_POLICY") === undefined) Deno.env.set("OMP_WAIT_POLICY", "passive");
 }
 
 function env(name: string): string | undefined {

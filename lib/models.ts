@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { conv2d, dense } from "./layers.ts";
 import { tf, tfl } from "./tf.ts";
 
 /** Widths of the MNIST convolutional network (Madry et al., model A shape). */
@@ -43,7 +44,7 @@ export function mnistNet(shape: MnistNetShape, seed = 0): tfl.LayersModel {
   const init = (k: number) => tfl.initializers.glorotUniform({ seed: seed * 16 + k });
   const model = tfl.sequential({
     layers: [
-      tfl.layers.conv2d({
+      conv2d({
         inputShape: [28, 28, 1],
         filters: shape.conv1,
         kernelSize: 5,
@@ -52,7 +53,7 @@ export function mnistNet(shape: MnistNetShape, seed = 0): tfl.LayersModel {
         kernelInitializer: init(1),
       }),
       tfl.layers.maxPooling2d({ poolSize: 2, strides: 2 }),
-      tfl.layers.conv2d({
+      conv2d({
         filters: shape.conv2,
         kernelSize: 5,
         padding: "same",
@@ -61,8 +62,8 @@ export function mnistNet(shape: MnistNetShape, seed = 0): tfl.LayersModel {
       }),
       tfl.layers.maxPooling2d({ poolSize: 2, strides: 2 }),
       tfl.layers.flatten(),
-      tfl.layers.dense({ units: shape.fc, activation: "relu", kernelInitializer: init(3) }),
-      tfl.layers.dense({ units: 10, kernelInitializer: init(4) }),
+      dense({ units: shape.fc, activation: "relu", kernelInitializer: init(3) }),
+      dense({ units: 10, kernelInitializer: init(4) }),
     ],
   });
   return model;

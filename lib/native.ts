@@ -1485,6 +1485,10 @@ const bnActInfer: Kernel = (args) => {
   const C = channels(x), xv = values(b, x);
   const { mul, add } = bnAffine(b, args, C);
   const y = b.alloc(xv.length);
+  if (compiled) {
+    compiled.bnActInfer(xv, y, mul, add, xv.length / C, C, alpha);
+    return output(b, x.shape, y);
+  }
   for (let i = 0; i < xv.length; i += C) {
     for (let c = 0; c < C; c++) {
       const z = xv[i + c] * mul[c] + add[c];
@@ -1504,6 +1508,11 @@ const bnActInferGrad: Kernel = (args) => {
   const inv = new Float32Array(C);
   for (let c = 0; c < C; c++) inv[c] = 1 / Math.sqrt(vv[c] + epsilon);
   const dx = b.alloc(xv.length);
+  if (compiled) {
+    const dg = new Float32Array(C), db = new Float32Array(C);
+    compiled.bnActInferGrad(dyv, xv, mul, add, mv, inv, dx, dg, db, xv.length / C, C, alpha);
+    return [output(b, x.shape, dx), output(b, [C], dg), output(b, [C], db)];
+  }
   const dgamma = new Float64Array(C), dbeta = new Float64Array(C);
   for (let i = 0; i < xv.length; i += C) {
     for (let c = 0; c < C; c++) {

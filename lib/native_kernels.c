@@ -217,6 +217,51 @@ void adv_bn_act_grad(const float *dy, const float *x, const float *gamma, const 
   for (long i = 0; i < n; i++) bn_grad_row(x + i * C, dx + i * C, mean, inv, k, m1, m2, C);
 }
 
+/* Inference batch norm (moving statistics folded into mul, add) followed by leaky ReLU. */
+void adv_bn_act_infer(const float *x, float *y, const float *mul, const float *add, int n, int C, float alpha) {
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < n; i++) leaky_row(x + i * C, y + i * C, mul, add, C, alpha);
+}
+
+/* One row of the inference gradient: o = d · mul with d = dy · leaky'(z); running sums of d and d · x̂. */
+static inline void infer_grad_row(const float *restrict r, const float *restrict g, float *restrict o,
+                                  const float *restrict mul, const float *restrict add,
+                                  const float *restrict mean, const float *restrict inv, float *restrict fs,
+                                  float *restrict fq, int C, float alpha) {
+  for (int c = 0; c < C; c++) {
+    const float z = r[c] * mul[c] + add[c];
+    const float d = z < 0.0f ? g[c] * alpha : g[c];
+    o[c] = d * mul[c];
+    fs[c] += d;
+    fq[c] += d * (r[c] - mean[c]) * inv[c];
+  }
+}
+
+/* Gradients of adv_bn_act_infer with respect to x, gamma and beta (the statistics are constants). */
+void adv_bn_act_infer_grad(const float *dy, const float *x, const float *mul, const float *add, const float *mean,
+                           const float *inv, float *dx, float *dgamma, float *dbeta, int n, int C, float alpha) {
+  const long blocks = (n + BN_BLOCK - 1) / BN_BLOCK;
+  double sd[C], sdx[C];
+  for (int c = 0; c < C; c++) sd[c] = sdx[c] = 0;
+#pragma omp parallel
+  {
+    double ls[C], lq[C];
+    float fs[C], fq[C];
+    for (int c = 0; c < C; c++) ls[c] = lq[c] = 0;
+#pragma omp for schedule(static)
+    for (long b = 0; b < blocks; b++) {
+      const long i0 = b * BN_BLOCK, i1 = i0 + BN_BLOCK < n ? i0 + BN_BLOCK : n;
+      for (int c = 0; c < C; c++) fs[c] = fq[c] = 0;
+      for (long i = i0; i < i1; i++)
+        infer_grad_row(x + i * C, dy + i * C, dx + i * C, mul, add, mean, inv, fs, fq, C, alpha);
+      for (int c = 0; c < C; c++) ls[c] += fs[c], lq[c] += fq[c];
+    }
+#pragma omp critical
+    for (int c = 0; c < C; c++) sd[c] += ls[c], sdx[c] += lq[c];
+  }
+  for (int c = 0; c < C; c++) dgamma[c] = (float)sdx[c], dbeta[c] = (float)sd[c];
+}
+
 /* y = a op b for n elements where b repeats with period p (p = n: same shape; p = 1: a scalar);
  * with swap, y = b op a. op: 0 add, 1 subtract, 2 multiply, 3 divide. */
 #define ADV_BINARY_LOOP(EXPR)                                                      \

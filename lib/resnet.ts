@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { conv2d, dense } from "./layers.ts";
 import { tf, tfl } from "./tf.ts";
 import { BatchNormLeakyRelu } from "./fused.ts";
 
@@ -139,7 +140,7 @@ export function cifarResNet(shape: ResNetShape, seed = 0): tfl.LayersModel {
   const convInit = (out: number) =>
     tfl.initializers.randomNormal({ mean: 0, stddev: Math.sqrt(2 / (9 * out)), seed: seed * 1024 + ++k });
   const conv = (x: tfl.SymbolicTensor, filters: number, stride: number, name: string) =>
-    tfl.layers.conv2d({
+    conv2d({
       name,
       filters,
       kernelSize: 3,
@@ -197,7 +198,7 @@ export function cifarResNet(shape: ResNetShape, seed = 0): tfl.LayersModel {
   }
   x = bnRelu(x, "unit_last");
   x = tfl.layers.globalAveragePooling2d({ name: "global_pool" }).apply(x) as tfl.SymbolicTensor;
-  const logits = tfl.layers.dense({
+  const logits = dense({
     name: "logit",
     units: 10,
     kernelInitializer: tfl.initializers.varianceScaling({

@@ -526,14 +526,21 @@ Deno.test({
     }
     useCompiledLoops(true);
     const { batchNormActInfer } = await import("../lib/fused.ts");
-    await assertSame("bn+leaky inference and its gradients", () => {
-      const x = tensor([4, 5, 3, 6], 21, -2, 3);
-      const m = tensor([6], 22), v = tensor([6], 23, 0.5, 2), g = tensor([6], 24, 0.5, 1.5), b = tensor([6], 25);
-      const r = tensor([4, 5, 3, 6], 26);
-      const f = (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) =>
-        tf.sum(tf.mul(batchNormActInfer(xs, m, v, gs, bs, 1e-3, 0.1), r));
-      return [batchNormActInfer(x, m, v, g, b, 1e-3, 0.1), ...tf.grads((xs, gs, bs) => f(xs, gs, bs))([x, g, b])];
-    });
+    for (const loops of ["compiled", "typescript"]) {
+      useCompiledLoops(loops === "compiled");
+      for (const shape of [[4, 5, 3, 6], [7, 9, 9, 5]]) {
+        await assertSame(`bn+leaky inference ${shape} and its gradients (${loops} loops)`, () => {
+          const C = shape[3];
+          const x = tensor(shape, 21, -2, 3);
+          const m = tensor([C], 22), v = tensor([C], 23, 0.5, 2), g = tensor([C], 24, 0.5, 1.5), b = tensor([C], 25);
+          const r = tensor(shape, 26);
+          const f = (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) =>
+            tf.sum(tf.mul(batchNormActInfer(xs, m, v, gs, bs, 1e-3, 0.1), r));
+          return [batchNormActInfer(x, m, v, g, b, 1e-3, 0.1), ...tf.grads((xs, gs, bs) => f(xs, gs, bs))([x, g, b])];
+        });
+      }
+    }
+    useCompiledLoops(true);
   },
 });
 
