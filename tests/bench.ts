@@ -1,14 +1,25 @@
 /**
- * Throughput of MNIST model A per backend, in images per second, as one JSON
- * line per backend:
+ * Throughput of the paper's two kinds of net per backend, in images per second,
+ * as one JSON line per backend and model:
  *
  *   {"backend":"native","model":"mnist_a","forward":…,"pgd_step":…,"train":…,
  *    "rss_mb":…,"num_tensors_growth":…}
  *
+ * `mnist_a` is MNIST model A (28×28×1 in [0, 1]):
  * - forward: inference logits at batch 100;
  * - pgd_step: one L∞ PGD step at batch 100 (input gradient of the summed
  *   cross-entropy, x + 0.01·sign(g), projection onto the ε = 0.3 ball and [0, 1]);
- * - train: one Adam (lr 1e-4, the library's optimiser) step on the mean cross-entropy at batch 50;
+ * - train: one Adam (lr 1e-4, the library's optimiser) step on the mean cross-entropy at batch 50.
+ *
+ * `cifar_resnet` is the simple CIFAR-10 ResNet (filters 16, 16, 32, 64, 5 units
+ * per stage; 32×32×3 in [0, 255]), all at batch 128, the paper's CIFAR batch:
+ * - forward: inference logits;
+ * - pgd_step: one PGD step with ε = 8 and steps of 2 (the paper's CIFAR attack),
+ *   batch norm in inference mode;
+ * - train: one momentum-SGD step (lr 0.1, momentum 0.9, weight decay 2e-4 on
+ *   conv and dense kernels: the library's optimiser, as CIFAR training uses it).
+ *
+ * For both:
  * - rss_mb: resident memory at the end; num_tensors_growth: tensors alive after
  *   the timed loops minus before them, summed over the three (0 unless
  *   something leaks; the warm-up runs first, so Adam's moments do not count).
@@ -44,21 +55,61 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { mnistNet, MODEL_A } from "../lib/models.ts";
-import { Adam } from "../lib/optim.ts";
+import { Adam, Momentum, type Optimizer } from "../lib/optim.ts";
+import { cifarResNet, decayedWeights, RESNET_SIMPLE } from "../lib/resnet.ts";
 import { registerNativeBackend } from "../lib/native.ts";
-import { tf } from "../lib/tf.ts";
+import { tf, tfl } from "../lib/tf.ts";
 import { registerWasmBackend } from "../lib/wasm.ts";
+
+/** One benchmarked net: how to build it, its inputs, batches, attack and optimiser. */
+export interface BenchModel {
+  name: ModelName;
+  build(seed: number): tfl.LayersModel;
+  input: [number, number, number]; // height, width, channels
+  range: [number, number]; // pixel range
+  forwardBatch: number;
+  pgdBatch: number;
+  trainBatch: number;
+  eps: number; // ε of the projection in the PGD step
+  stepSize: number; // α of the PGD step
+  optimizer(vars: tf.Variable[], model: tfl.LayersModel): Optimizer;
+}
+
+const MODEL_NAMES = ["mnist_a", "cifar_resnet"] as const;
+type ModelName = typeof MODEL_NAMES[number];
+
+export const MODELS: Record<ModelName, BenchModel> = {
+  mnist_a: {
+    name: "mnist_a",
+    build: (seed) => mnistNet(MODEL_A, seed),
+    input: [28, 28, 1],
+    range: [0, 1],
+    forwardBatch: 100,
+    pgdBatch: 100,
+    trainBatch: 50,
+    eps: 0.3,
+    stepSize: 0.01,
+    optimizer: (vars) => new Adam(vars, 1e-4),
+  },
+  cifar_resnet: {
+    name: "cifar_resnet",
+    build: (seed) => cifarResNet(RESNET_SIMPLE, seed),
+    input: [32, 32, 3],
+    range: [0, 255],
+    forwardBatch: 128,
+    pgdBatch: 128,
+    trainBatch: 128,
+    eps: 8,
+    stepSize: 2,
+    optimizer: (vars, model) => new Momentum(vars, 0.1, 0.9, 2e-4, decayedWeights(model)),
+  },
+};
 
 /** Every benchmark setting. */
 export interface Config {
   backends: Backend[];
+  models: ModelName[];
   seconds: number; // timed run per measurement
-  forwardBatch: number;
-  pgdBatch: number;
-  trainBatch: number;
-  eps: number; // ε of the projection in the PGD step (MNIST pixels in [0, 1])
-  stepSize: number; // α of the PGD step
-  learningRate: number; // Adam
   seed: number;
   peer: boolean; // also run the PyTorch peer, alternating, and print ratios
   rounds: number; // rounds of the peer comparison
@@ -70,13 +121,8 @@ type Backend = typeof BACKENDS[number];
 
 export const DEFAULTS: Config = {
   backends: ["native"],
+  models: [...MODEL_NAMES],
   seconds: 5,
-  forwardBatch: 100,
-  pgdBatch: 100,
-  trainBatch: 50,
-  eps: 0.3,
-  stepSize: 0.01,
-  learningRate: 1e-4,
   seed: 0,
   peer: false,
   rounds: 2,
@@ -86,7 +132,7 @@ export const DEFAULTS: Config = {
 /** One JSON line of output. */
 export interface BenchResult {
   backend: Backend;
-  model: "mnist_a";
+  model: ModelName;
   forward: number | null;
   pgd_step: number | null;
   train: number | null;
@@ -98,6 +144,8 @@ const USAGE = `usage: deno task bench [options]
    or: deno run --allow-read --allow-env --allow-ffi [--allow-run=deno,python3,/usr/bin/python3] tests/bench.ts [options]
 
   --backend native|cpu|wasm|all   backend(s) to measure (default native; a comma list such as native,wasm)
+  --model mnist_a|cifar_resnet|all
+                                  net(s) to measure (default all; a comma list)
   --seconds N                     timed seconds per measurement (default 5)
   --peer                          also measure PyTorch (tests/peer_torch.py), alternating
                                   with ours, each run its own process, and print the
@@ -106,8 +154,9 @@ const USAGE = `usage: deno task bench [options]
   --peer-threads N                torch threads of the peer (default 2)
   --help                          this text
 
-Prints one JSON line per backend: img/s of forward (batch 100), PGD step
-(batch 100) and Adam training step (batch 50) on MNIST model A.`;
+Prints one JSON line per backend and net: img/s of forward, PGD step and
+training step. mnist_a: MNIST model A, batches 100 / 100 / 50, Adam.
+cifar_resnet: the simple CIFAR-10 ResNet, batch 128, ε 8 steps of 2, momentum SGD.`;
 
 function parse(args: string[]): Config | "help" {
   const { values } = parseArgs({
@@ -116,6 +165,7 @@ function parse(args: string[]): Config | "help" {
     allowPositionals: false,
     options: {
       backend: { type: "string" },
+      model: { type: "string" },
       seconds: { type: "string" },
       peer: { type: "boolean" },
       rounds: { type: "string" },
@@ -131,6 +181,13 @@ function parse(args: string[]): Config | "help" {
     if (b === "all") config.backends = [...BACKENDS];
     else if (names.every((n) => (BACKENDS as readonly string[]).includes(n))) config.backends = names as Backend[];
     else throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, a comma list of them, or all, got "${b}"`);
+  }
+  if (values.model !== undefined) {
+    const m = values.model;
+    const names = m.split(",");
+    if (m === "all") config.models = [...MODEL_NAMES];
+    else if (names.every((n) => (MODEL_NAMES as readonly string[]).includes(n))) config.models = names as ModelName[];
+    else throw new Error(`--model must be one of ${MODEL_NAMES.join(", ")}, a comma list of them, or all, got "${m}"`);
   }
   if (values.seconds !== undefined) {
     const s = Number(values.seconds);
@@ -188,7 +245,7 @@ function oneHot(batch: number, seed: number): tf.Tensor2D {
   return tf.tidy(() => tf.oneHot(tf.randomUniform([batch], 0, 10, "int32", seed), 10) as tf.Tensor2D);
 }
 
-async function measure(backend: Backend, config: Config): Promise<BenchResult> {
+async function useBench(backend: Backend): Promise<void> {
   if (backend === "native") {
     const r = await registerNativeBackend();
     if (!r.ok) throw new Error(`native backend cannot load: ${r.reason}`);
@@ -198,18 +255,22 @@ async function measure(backend: Backend, config: Config): Promise<BenchResult> {
   }
   if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} failed to start`);
   await tf.ready();
+}
 
-  const model = mnistNet(MODEL_A, config.seed);
+async function measure(backend: Backend, spec: BenchModel, config: Config): Promise<BenchResult> {
+  const model = spec.build(config.seed);
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const optimizer = new Adam(vars, config.learningRate); // the library's Adam, as training uses
+  const optimizer = spec.optimizer(vars, model); // the library's optimiser, as training uses it
   const s = config.seed;
-  const xf = tf.randomUniform([config.forwardBatch, 28, 28, 1], 0, 1, "float32", s + 1);
-  const x0 = tf.randomUniform([config.pgdBatch, 28, 28, 1], 0, 1, "float32", s + 2);
-  const yp = oneHot(config.pgdBatch, s + 3);
-  const xt = tf.randomUniform([config.trainBatch, 28, 28, 1], 0, 1, "float32", s + 4);
-  const yt = oneHot(config.trainBatch, s + 5);
-  const lower = tf.clipByValue(tf.sub(x0, config.eps), 0, 1);
-  const upper = tf.clipByValue(tf.add(x0, config.eps), 0, 1);
+  const [lo, hi] = spec.range;
+  const images = (batch: number, seed: number) => tf.randomUniform([batch, ...spec.input], lo, hi, "float32", seed);
+  const xf = images(spec.forwardBatch, s + 1);
+  const x0 = images(spec.pgdBatch, s + 2);
+  const yp = oneHot(spec.pgdBatch, s + 3);
+  const xt = images(spec.trainBatch, s + 4);
+  const yt = oneHot(spec.trainBatch, s + 5);
+  const lower = tf.clipByValue(tf.sub(x0, spec.eps), lo, hi);
+  const upper = tf.clipByValue(tf.add(x0, spec.eps), lo, hi);
 
   const logitsOf = (x: tf.Tensor, training: boolean) => model.apply(x, { training }) as tf.Tensor2D;
   const summedCE = (x: tf.Tensor) => tf.neg(tf.sum(tf.mul(yp, tf.logSoftmax(logitsOf(x, false))))) as tf.Scalar;
@@ -220,7 +281,7 @@ async function measure(backend: Backend, config: Config): Promise<BenchResult> {
   const pgdStep = () => {
     const next = tf.tidy(() => {
       const g = inputGrad(xAdv);
-      const stepped = tf.add(xAdv, tf.mul(config.stepSize, tf.sign(g)));
+      const stepped = tf.add(xAdv, tf.mul(spec.stepSize, tf.sign(g)));
       return tf.minimum(tf.maximum(stepped, lower), upper);
     });
     xAdv.dispose();
@@ -244,16 +305,16 @@ async function measure(backend: Backend, config: Config): Promise<BenchResult> {
       growth += r.growth;
       return Math.round(r.rate * 10) / 10;
     } catch (err) {
-      console.error(`${backend} ${name}: ${err instanceof Error ? err.message : err}`);
+      console.error(`${backend} ${spec.name} ${name}: ${err instanceof Error ? err.message : err}`);
       return null;
     }
   };
   const result: BenchResult = {
     backend,
-    model: "mnist_a",
-    forward: await attempt("forward", config.forwardBatch, forward),
-    pgd_step: await attempt("pgd_step", config.pgdBatch, pgdStep),
-    train: await attempt("train", config.trainBatch, train),
+    model: spec.name,
+    forward: await attempt("forward", spec.forwardBatch, forward),
+    pgd_step: await attempt("pgd_step", spec.pgdBatch, pgdStep),
+    train: await attempt("train", spec.trainBatch, train),
     rss_mb: Math.round(Deno.memoryUsage().rss / 2 ** 20),
     num_tensors_growth: 0,
   };
@@ -267,6 +328,7 @@ async function measure(backend: Backend, config: Config): Promise<BenchResult> {
 /** The PyTorch peer's JSON line (tests/peer_torch.py). */
 interface PeerResult {
   backend: "pytorch";
+  model: ModelName;
   forward: number | null;
   pgd_step: number | null;
   train: number | null;
@@ -318,8 +380,8 @@ async function findDeno(): Promise<string> {
   throw new Error(`--peer needs ${PEER_RUN_FLAG} to re-run the benchmark (deno task bench grants it)`);
 }
 
-/** Runs `command` with `args` and returns its last stdout line that is a JSON object; stderr passes through. */
-async function jsonLineOf(command: string, args: string[]): Promise<unknown> {
+/** Runs `command` with `args` and returns its stdout lines that are JSON objects; stderr passes through. */
+async function jsonLinesOf(command: string, args: string[]): Promise<unknown[]> {
   const out = await new Deno.Command(command, { args, stdin: "null", stdout: "piped", stderr: "inherit" })
     .output();
   const lines = new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.startsWith("{"));
@@ -328,7 +390,7 @@ async function jsonLineOf(command: string, args: string[]): Promise<unknown> {
       `${command} ${args.join(" ")} failed (exit code ${out.code}${lines.length ? "" : ", no JSON line"})`,
     );
   }
-  return JSON.parse(lines[lines.length - 1]);
+  return lines.map((l) => JSON.parse(l));
 }
 
 function median(xs: (number | null)[]): number | null {
@@ -349,8 +411,12 @@ function medians(results: Metrics[]): Metrics {
 
 /**
  * The same-run comparison: rounds of (each backend, then the peer), each a
- * process of its own, every JSON line printed as it comes, then the ratios of
- * the medians (ours / PyTorch; above 1 means faster than PyTorch).
+ * process of its own measuring every chosen net, every JSON line printed as it
+ * comes, then the ratios of the medians per net (ours / PyTorch; above 1 means
+ * faster than PyTorch):
+ *
+ *   {"ratios":{"native/pytorch":{"mnist_a":{"forward":…,"pgd_step":…,"train":…},"cifar_resnet":{…}}},
+ *    "medians":{"native":{"mnist_a":{…},…},"pytorch":{…}},"rounds":2}
  */
 async function peerMode(config: Config): Promise<void> {
   const python = await findPeerPython();
@@ -359,35 +425,52 @@ async function peerMode(config: Config): Promise<void> {
   const denoJson = fileURLToPath(new URL("../deno.json", import.meta.url));
   const peerScript = fileURLToPath(new URL("./peer_torch.py", import.meta.url));
   const seconds = String(config.seconds);
-  const ours = new Map<Backend, BenchResult[]>(config.backends.map((b) => [b, []]));
-  const peer: PeerResult[] = [];
-  console.error(`peer: ${config.rounds} rounds of ${config.backends.join(", ")} then PyTorch (${python})`);
+  const models = config.models.join(",");
+  const runs = new Map<string, Metrics[]>(); // "backend model" -> one result per round
+  const record = (r: BenchResult | PeerResult) => {
+    const key = `${r.backend} ${r.model}`;
+    runs.set(key, [...(runs.get(key) ?? []), r]);
+    console.log(JSON.stringify(r));
+  };
+  console.error(`peer: ${config.rounds} rounds of ${config.backends.join(", ")} then PyTorch (${python}), ${models}`);
   for (let round = 1; round <= config.rounds; round++) {
     for (const backend of config.backends) {
-      const args = ["run", "--allow-read", "--allow-env", "--allow-ffi", "--config", denoJson, here];
-      const r = await jsonLineOf(deno, [...args, "--backend", backend, "--seconds", seconds]) as BenchResult;
-      ours.get(backend)!.push(r);
-      console.log(JSON.stringify(r));
+      const args = ["run", "--allow-read", "--allow-env", "--allow-ffi", "--allow-run=cc", "--allow-write=.cache"];
+      const lines = await jsonLinesOf(deno, [
+        ...args,
+        "--config",
+        denoJson,
+        here,
+        "--backend",
+        backend,
+        "--model",
+        models,
+        "--seconds",
+        seconds,
+      ]);
+      for (const r of lines) record(r as BenchResult);
     }
     const args = [peerScript, "--seconds", seconds, "--threads", String(config.peerThreads), "--openblas-threads", "1"];
-    const p = await jsonLineOf(python, args) as PeerResult;
-    peer.push(p);
-    console.log(JSON.stringify(p));
+    for (const r of await jsonLinesOf(python, [...args, "--model", models])) record(r as PeerResult);
   }
-  const peerMedian = medians(peer);
-  const ratios: Record<string, Metrics> = {};
-  const all: Record<string, Metrics> = {};
-  for (const [backend, results] of ours) {
-    const m = medians(results);
-    all[backend] = m;
-    const r = {} as Metrics;
-    for (const k of METRICS) {
-      const a = m[k], b = peerMedian[k];
-      r[k] = a === null || b === null || b === 0 ? null : Math.round((a / b) * 1000) / 1000;
+  const ratios: Record<string, Record<string, Metrics>> = {};
+  const all: Record<string, Record<string, Metrics>> = {};
+  for (const backend of [...config.backends, "pytorch"]) {
+    all[backend] = {};
+    for (const model of config.models) all[backend][model] = medians(runs.get(`${backend} ${model}`) ?? []);
+  }
+  for (const backend of config.backends) {
+    ratios[`${backend}/pytorch`] = {};
+    for (const model of config.models) {
+      const m = all[backend][model], p = all.pytorch[model];
+      const r = {} as Metrics;
+      for (const k of METRICS) {
+        const a = m[k], b = p[k];
+        r[k] = a === null || b === null || b === 0 ? null : Math.round((a / b) * 1000) / 1000;
+      }
+      ratios[`${backend}/pytorch`][model] = r;
     }
-    ratios[`${backend}/pytorch`] = r;
   }
-  all.pytorch = peerMedian;
   console.log(JSON.stringify({ ratios, medians: all, rounds: config.rounds }));
 }
 
@@ -414,7 +497,8 @@ export async function main(args: string[]): Promise<void> {
     return;
   }
   for (const backend of config.backends) {
-    console.log(JSON.stringify(await measure(backend, config)));
+    await useBench(backend);
+    for (const name of config.models) console.log(JSON.stringify(await measure(backend, MODELS[name], config)));
   }
 }
 

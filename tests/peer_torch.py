@@ -1,16 +1,26 @@
-"""PyTorch peer of tests/bench.ts: the same MNIST model A, batches and timing rule.
+"""PyTorch peer of tests/bench.ts: the same nets, batches and timing rule.
 
-Prints one JSON line:
+Prints one JSON line per net (`--model mnist_a,cifar_resnet`, the default):
 
   {"backend":"pytorch","model":"mnist_a","forward":…,"pgd_step":…,"train":…,
    "rss_mb":…,"torch":"1.13.1","threads":2,…}
 
+mnist_a (MNIST model A, inputs in [0, 1]):
 - forward: inference logits at batch 100 (torch.no_grad, eval mode);
 - pgd_step: one L-inf PGD step at batch 100 (input gradient of the summed
   cross-entropy, x + 0.01*sign(g), projection onto the eps = 0.3 ball and [0, 1]),
   parameter gradients off;
-- train: one Adam (lr 1e-4) step on the mean cross-entropy at batch 50;
-- rss_mb: resident memory at the end.
+- train: one Adam (lr 1e-4) step on the mean cross-entropy at batch 50.
+
+cifar_resnet (the simple pre-activation CIFAR-10 ResNet of lib/resnet.ts:
+per-image standardisation inside, filters 16, 16, 32, 64, 5 units per stage,
+batch norm + leaky ReLU 0.1, shortcuts by average pooling and zero channel
+padding; inputs in [0, 255]), all at batch 128:
+- forward: inference logits; pgd_step: eps 8, steps of 2, in [0, 255];
+- train: one SGD step, lr 0.1, momentum 0.9, weight decay 2e-4 on the conv and
+  dense weights only (as lib/optim.ts's Momentum with the ResNet's decay mask).
+
+rss_mb: resident memory at the end.
 
 Timing rule (as tests/bench.ts): each measurement runs once as a warm-up; if
 that alone took `--seconds`, it reports the warm-up; if it took under a tenth
@@ -41,7 +51,7 @@ import time
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description="PyTorch peer of tests/bench.ts (MNIST model A, img/s)")
+    p = argparse.ArgumentParser(description="PyTorch peer of tests/bench.ts (MNIST model A, CIFAR ResNet; img/s)")
     p.add_argument("--seconds", type=float, default=5.0, help="timed seconds per measurement (default 5)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     p.add_argument(
@@ -56,12 +66,17 @@ def parse(argv):
         default=None,
         help="sets OMP_WAIT_POLICY (default: the environment's, else passive)",
     )
+    p.add_argument("--model", default="mnist_a,cifar_resnet", help="comma list of mnist_a, cifar_resnet, or all")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if not args.seconds > 0:
         p.error(f"--seconds must be a positive number, got {args.seconds}")
     if args.threads < 1 or (args.openblas_threads is not None and args.openblas_threads < 1):
         p.error("--threads and --openblas-threads must be positive")
+    args.models = ["mnist_a", "cifar_resnet"] if args.model == "all" else args.model.split(",")
+    for m in args.models:
+        if m not in ("mnist_a", "cifar_resnet"):
+            p.error(f"--model must be mnist_a, cifar_resnet, a comma list of them, or all, got {args.model!r}")
     return args
 
 
@@ -102,9 +117,14 @@ def main(argv):
     import torch.nn.functional as F
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    for name in args.models:
+        torch.manual_seed(args.seed)
+        result = measure(torch, nn, F, name, args)
+        print(json.dumps(result, separators=(",", ":")), flush=True)
 
-    model = nn.Sequential(
+
+def mnist_a(nn):
+    return nn.Sequential(
         nn.Conv2d(1, 32, 5, padding="same"),
         nn.ReLU(),
         nn.MaxPool2d(2, 2),
@@ -116,18 +136,95 @@ def main(argv):
         nn.ReLU(),
         nn.Linear(1024, 10),
     )
-    params = list(model.parameters())
-    optimizer = torch.optim.Adam(params, lr=1e-4)
-    eps, step_size = 0.3, 0.01
-    forward_batch, pgd_batch, train_batch = 100, 100, 50
 
-    xf = torch.rand(forward_batch, 1, 28, 28)
-    x0 = torch.rand(pgd_batch, 1, 28, 28)
+
+def cifar_resnet(torch, nn, F, filters=(16, 16, 32, 64), units=5):
+    """The simple pre-activation ResNet of lib/resnet.ts, in NCHW."""
+
+    class BnRelu(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.bn = nn.BatchNorm2d(c, eps=1e-3, momentum=0.1)  # TF's momentum 0.9
+
+        def forward(self, x):
+            return F.leaky_relu(self.bn(x), 0.1)
+
+    class Unit(nn.Module):
+        def __init__(self, cin, cout, stride, activate_before_residual):
+            super().__init__()
+            self.init, self.before = BnRelu(cin), activate_before_residual
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, padding=1 if stride == 1 else 0, bias=False)
+            self.sub2 = BnRelu(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, padding=1, bias=False)
+            self.stride, self.pad = stride, ((cout - cin) // 2, cout - cin - (cout - cin) // 2)
+
+        def forward(self, x):
+            if self.before:
+                x = self.init(x)
+                shortcut = x
+            else:
+                shortcut = x
+                x = self.init(x)
+            if self.stride > 1:  # TF's SAME padding for stride 2 on even sizes: one row/column after
+                x = F.pad(x, (0, 1, 0, 1))
+            x = self.conv2(self.sub2(self.conv1(x)))
+            if self.stride > 1:
+                shortcut = F.avg_pool2d(shortcut, self.stride, self.stride)
+            if self.pad != (0, 0):
+                shortcut = F.pad(shortcut, (0, 0, 0, 0, *self.pad))
+            return x + shortcut
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, filters[0], 3, 1, padding=1, bias=False)
+            layers = []
+            for stage, stride in enumerate((1, 2, 2)):
+                cin, cout = filters[stage], filters[stage + 1]
+                layers.append(Unit(cin, cout, stride, stage == 0))
+                layers += [Unit(cout, cout, 1, False) for _ in range(units - 1)]
+            self.units = nn.Sequential(*layers)
+            self.last = BnRelu(filters[3])
+            self.fc = nn.Linear(filters[3], 10)
+
+        def forward(self, x):
+            n = x[0].numel()
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            var = x.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+            x = (x - mean) / torch.sqrt(torch.clamp(var, min=1.0 / n))
+            x = self.last(self.units(self.conv(x)))
+            return self.fc(x.mean(dim=(2, 3)))
+
+    return Net()
+
+
+def measure(torch, nn, F, name, args):
+    if name == "mnist_a":
+        model = mnist_a(nn)
+        shape, (lo, hi), eps, step_size = (1, 28, 28), (0.0, 1.0), 0.3, 0.01
+        forward_batch, pgd_batch, train_batch = 100, 100, 50
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    else:
+        model = cifar_resnet(torch, nn, F)
+        shape, (lo, hi), eps, step_size = (3, 32, 32), (0.0, 255.0), 8.0, 2.0
+        forward_batch = pgd_batch = train_batch = 128
+        decay = [p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
+        rest = [p for n, p in model.named_parameters() if not (n.endswith("weight") and p.dim() > 1)]
+        optimizer = torch.optim.SGD(
+            [{"params": decay, "weight_decay": 2e-4}, {"params": rest, "weight_decay": 0.0}], lr=0.1, momentum=0.9
+        )
+    params = list(model.parameters())
+
+    def images(batch):
+        return lo + (hi - lo) * torch.rand(batch, *shape)
+
+    xf = images(forward_batch)
+    x0 = images(pgd_batch)
     yp = torch.randint(0, 10, (pgd_batch,))
-    xt = torch.rand(train_batch, 1, 28, 28)
+    xt = images(train_batch)
     yt = torch.randint(0, 10, (train_batch,))
-    lower = (x0 - eps).clamp(0, 1)
-    upper = (x0 + eps).clamp(0, 1)
+    lower = (x0 - eps).clamp(lo, hi)
+    upper = (x0 + eps).clamp(lo, hi)
     state = {"x_adv": x0.clone()}
 
     def forward():
@@ -174,9 +271,9 @@ def main(argv):
             n += 1
         return n * batch / (time.perf_counter() - t0)
 
-    result = {
+    return {
         "backend": "pytorch",
-        "model": "mnist_a",
+        "model": name,
         "forward": round(throughput(forward_batch, forward, False), 1),
         "pgd_step": round(throughput(pgd_batch, pgd_step, False), 1),
         "train": round(throughput(train_batch, train, True), 1),
@@ -187,7 +284,6 @@ def main(argv):
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
     }
-    print(json.dumps(result, separators=(",", ":")), flush=True)
 
 
 if __name__ == "__main__":
