@@ -52,6 +52,8 @@ export { fgsm, perturb, pgd, type PgdOptions, type PgdResult, pgdStep, validateP
 export { Adam, Momentum, type Optimizer } from "./lib/optim.ts";
 export {
   isResNet,
+  isTrained,
+  modelDir,
   type TrainConfig,
   type TrainedModel,
   type TrainHistory,

@@ -86,8 +86,11 @@ export interface TrainOptions {
   quiet?: boolean;
   /** Label of the progress line. */
   label?: string;
-  /** Training examples (loaded by the caller; must match `config.dataset`). */
-  data: Dataset;
+  /**
+   * Training examples (must match `config.dataset`), or a function that loads
+   * them, called only when something is trained (a cached model needs no data).
+   */
+  data: Dataset | (() => Promise<Dataset>);
 }
 
 /** A trained (or cached) model with how it was made. */
@@ -210,6 +213,27 @@ export function modelName(c: TrainConfig): string {
   return `${c.dataset}-${c.method}-${net}`;
 }
 
+/** The cache folder of a config's model: `<cacheDir>/models/<name>-<hash of the config>`. */
+export async function modelDir(config: TrainConfig, cacheDir = ".cache"): Promise<string> {
+  return `${cacheDir}/models/${modelName(config)}-${await configHash(config)}`;
+}
+
+/**
+ * True when the cache holds the finished model of `config` (its latest
+ * checkpoint is marked done and made by this config). Reads only that
+ * checkpoint's state file: nothing is loaded, trained or written.
+ */
+export async function isTrained(config: TrainConfig, cacheDir = ".cache"): Promise<boolean> {
+  const dir = await modelDir(config, cacheDir);
+  try {
+    const name = (await Deno.readTextFile(`${dir}/latest`)).trim();
+    const state = JSON.parse(await Deno.readTextFile(`${dir}/${name}/state.json`));
+    return state.done === true && state.configHash === await configHash(config);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Trains a model for `config`, or returns the cached one. A partial run is
  * resumed from its last checkpoint with nothing lost: weights, optimiser state,
@@ -219,7 +243,7 @@ export function modelName(c: TrainConfig): string {
 export async function trainModel(config: TrainConfig, options: TrainOptions): Promise<TrainedModel> {
   validateTrainConfig(config);
   const hash = await configHash(config);
-  const dir = `${options.cacheDir ?? ".cache"}/models/${modelName(config)}-${hash}`;
+  const dir = await modelDir(config, options.cacheDir);
   const ckpt = options.retrain ? null : await loadCheckpoint(dir, hash);
   const history: TrainHistory = (ckpt?.state.history as TrainHistory) ?? { loss: [], accuracy: [] };
   let trainSeconds = (ckpt?.state.trainSeconds as number) ?? 0;
@@ -242,7 +266,7 @@ export async function trainModel(config: TrainConfig, options: TrainOptions): Pr
   }
   const rng = new Rng(config.seed);
   if (ckpt) rng.state = ckpt.state.rngState as number;
-  const data = options.data;
+  const data = typeof options.data === "function" ? await options.data() : options.data;
   check(data.name === config.dataset, `training data is ${data.name}, the config says ${config.dataset}`);
   const n = Math.min(config.trainExamples ?? data.n, data.n);
   check(n >= config.batch, `need at least one batch of ${config.batch} training examples, have ${n}`);

@@ -2,6 +2,7 @@ import { assert, assertEquals, assertRejects } from "./assert.ts";
 import {
   Adam,
   capacityShape,
+  isTrained,
   loadCheckpoint,
   loadMnist,
   loadModel,
@@ -103,6 +104,23 @@ Deno.test("resume after an interruption gives the same model as an uninterrupted
   const cached = await trainModel(CONFIG, { ...opts, cacheDir: `${cacheDir}/b` });
   assertEquals(cached.fromCache, true);
   assertEquals(await weights(cached.model), await weights(whole.model));
+  await Deno.remove(cacheDir, { recursive: true });
+});
+
+Deno.test("isTrained: true only for a finished model of that config; a cached model needs no data", async () => {
+  const cacheDir = await Deno.makeTempDir();
+  const opts = { data, quiet: true, cacheDir };
+  assertEquals(await isTrained(CONFIG, cacheDir), false);
+  await trainModel(CONFIG, { ...opts, stopAfter: 2 });
+  assertEquals(await isTrained(CONFIG, cacheDir), false, "a partial run is not trained");
+  await trainModel(CONFIG, opts);
+  assertEquals(await isTrained(CONFIG, cacheDir), true);
+  assertEquals(await isTrained({ ...CONFIG, seed: CONFIG.seed + 1 }, cacheDir), false);
+  let loads = 0;
+  const cached = await trainModel(CONFIG, { ...opts, data: () => (loads++, Promise.resolve(data)) });
+  assert(cached.fromCache);
+  assertEquals(loads, 0);
+  cached.model.dispose();
   await Deno.remove(cacheDir, { recursive: true });
 });
 
