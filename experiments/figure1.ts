@@ -563,6 +563,24 @@ export function figure(results: Results): VegaLiteSpec {
   } as VegaLiteSpec;
 }
 
+/** The network of a training config in words: "conv 16, conv 32, FC 512" or "ResNet, 5 units/stage, filters ...". */
+export function netText(t: TrainConfig): string {
+  return isResNet(t.model)
+    ? `ResNet, ${t.model.units} units/stage, filters ${t.model.filters.join(", ")}`
+    : `conv ${t.model.conv1}, conv ${t.model.conv2}, FC ${t.model.fc}`;
+}
+
+/** The training of a config in words: steps, batch, optimiser and adversary ("..., PGD 4×0.1"). */
+export function trainingText(t: TrainConfig): string {
+  const opt = t.optimizer === "adam" ? `Adam ${t.lr}` : `momentum SGD ${t.lr}, decay ${t.weightDecay ?? 0}`;
+  const adversary = t.method === "pgd"
+    ? `, PGD ${t.attackSteps}×${t.attackStepSize}`
+    : t.method === "fgsm"
+    ? `, FGSM step ${t.attackStepSize}${t.randomStart ? " from a random start" : ""}`
+    : "";
+  return `${t.steps} steps of ${t.batch}, ${opt}${adversary}`;
+}
+
 /** The markdown table of what was measured, with the paper's claim beside each number. */
 export function table(results: Results): string {
   const c = results.config;
@@ -582,19 +600,10 @@ export function table(results: Results): string {
       ["model", "net", "training", "natural acc.", `PGD-${c.evalSteps} acc. (ε ${c.eps})`, "paper"],
       (["natural", "adversarial"] as const).map((k) => {
         const t = m[k].train;
-        const net = isResNet(t.model)
-          ? `ResNet, ${t.model.units} units/stage, filters ${t.model.filters.join(", ")}`
-          : `conv ${t.model.conv1}, conv ${t.model.conv2}, FC ${t.model.fc}`;
-        const opt = t.optimizer === "adam" ? `Adam ${t.lr}` : `momentum SGD ${t.lr}, decay ${t.weightDecay ?? 0}`;
-        const adversary = t.method === "pgd"
-          ? `, PGD ${t.attackSteps}×${t.attackStepSize}`
-          : t.method === "fgsm"
-          ? `, FGSM step ${t.attackStepSize}${t.randomStart ? " from a random start" : ""}`
-          : "";
         return [
           k === "natural" ? "naturally trained" : "adversarially trained",
-          net,
-          `${t.steps} steps of ${t.batch}, ${opt}${adversary}`,
+          netText(t),
+          trainingText(t),
           fmtPct(m[k].accuracy.natural),
           fmtPct(m[k].accuracy.pgd),
           PAPER_ACCURACY[results.dataset][k],

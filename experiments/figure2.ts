@@ -1,22 +1,27 @@
 /**
  * Figure 2 of Madry et al.: the cross-entropy loss at every PGD iteration, for
  * 20 random restarts on one random test example, on the naturally and on the
- * adversarially trained MNIST model. The paper's observations are measured: the
- * loss rises quickly and plateaus after a few iterations, and the final values of
- * the restarts are close together (and far lower for the adversarially trained
- * model).
+ * adversarially trained model, MNIST (ε 0.3, 100 steps of 0.01) and CIFAR-10
+ * (ε 8, 20 steps of 2, pixels in [0, 255]). The paper's observations are
+ * measured: the loss rises quickly and plateaus after a few iterations, and the
+ * final values of the restarts are close together (and far lower for the
+ * adversarially trained model).
  *
  * The models are Figure 1's: the training configs are built with its
- * `trainConfig` from the same fields, so the cached models are reused and never
- * retrained (where none is cached they are trained exactly as Figure 1 would).
+ * `trainConfig` from the same fields and presets of each dataset, so the cached
+ * models are reused and never retrained (where none is cached they are trained
+ * exactly as Figure 1 would).
  *
- *   deno task figure2                   # quick preset: Figure 1's quick models
- *   deno task figure2 --preset paper    # Figure 1's paper models (model A)
- *   deno task figure2 --example 7       # test image #7 instead of a random one
+ *   deno task figure2                      # MNIST, and CIFAR-10 too where Figure 1's models are cached
+ *   deno task figure2 --dataset cifar10    # CIFAR-10 only (Figure 1's CIFAR-10 quick models)
+ *   deno task figure2 --preset paper       # Figure 1's paper models (model A; the wide ResNet)
+ *   deno task figure2 --example 7          # test image #7 instead of a random one
  *
  * @module
  */
 import {
+  checkEpsScale,
+  CIFAR10_CLASSES,
   crossEntropy,
   currentBackend,
   type Dataset,
@@ -24,6 +29,7 @@ import {
   fmtNum,
   gather,
   kebab,
+  loadCifar10,
   loadMnist,
   logits,
   markdownTable,
@@ -37,14 +43,21 @@ import {
   type VegaLiteSpec,
   versions,
 } from "../mod.ts";
-import { type Drawing, experimentMain, redrawResults, writeResults } from "../lib/experiment.ts";
+import {
+  datasetFlag,
+  type Datasets,
+  datasetsMain,
+  type Drawing,
+  redrawResults,
+  writeResults,
+} from "../lib/experiment.ts";
 import * as figure1 from "./figure1.ts";
 
 /** Every hyperparameter of the experiment: the attack, the example, and Figure 1's training fields. */
 export interface Config {
-  /** Dataset: "mnist" (CIFAR-10 is not built yet). */
-  dataset: string;
-  /** ε of the attack, L∞ radius in pixel units ([0,1] pixels). */
+  /** Dataset: "mnist" (pixels in [0,1]) or "cifar10" (pixels in [0,255]); each has its own defaults and presets. */
+  dataset: "mnist" | "cifar10";
+  /** ε of the attack, L∞ radius in pixel units (0.3 for MNIST, 8 for CIFAR-10). */
   eps: number;
   /** PGD iterations of each restart. */
   steps: number;
@@ -56,53 +69,71 @@ export interface Config {
   example: number;
   /** ε of the training adversary (Figure 1 trains and attacks at the same ε). */
   trainEps: number;
-  /** Filters of the first convolution. */
+  /** MNIST: filters of the first convolution. */
   conv1: number;
-  /** Filters of the second convolution. */
+  /** MNIST: filters of the second convolution. */
   conv2: number;
-  /** Units of the hidden FC layer. */
+  /** MNIST: units of the hidden FC layer. */
   fc: number;
-  /** Adam learning rate of both models. */
+  /** CIFAR-10: the ResNet, "simple" or "wide". */
+  resnet: "simple" | "wide";
+  /** CIFAR-10: residual units per stage. */
+  units: number;
+  /** Learning rate: Adam's for MNIST, momentum SGD's first rate for CIFAR-10 (as Figure 1). */
   lr: number;
+  /** CIFAR-10: L2 weight decay on kernels. */
+  weightDecay: number;
   /** Training batch size. */
   batch: number;
   /** Training steps of the natural model. */
   naturalSteps: number;
   /** Training steps of the adversarially trained model. */
   advSteps: number;
+  /** CIFAR-10: the training adversary, "pgd" or "fgsm" (one step from a random start). */
+  trainMethod: "pgd" | "fgsm";
   /** PGD iterations of the training adversary. */
   trainAttackSteps: number;
   /** Step size of the training adversary. */
   trainAttackStepSize: number;
   /** Training examples used. */
   trainExamples: number;
+  /** CIFAR-10: folder of the binary version ("": the CIFAR10_DIR variable, then the cache). */
+  dataDir: string;
   /** Seed of the models (as Figure 1), the example choice and the random starts. */
   seed: number;
 }
 
-/** The fields of Figure 1's config that decide its trained models. */
+/** The fields taken from Figure 1's config: those that decide its trained models, and where its data is. */
 const TRAIN_FIELDS = [
   "conv1",
   "conv2",
   "fc",
+  "resnet",
+  "units",
   "lr",
+  "weightDecay",
   "batch",
   "naturalSteps",
   "advSteps",
+  "trainMethod",
   "trainAttackSteps",
   "trainAttackStepSize",
   "trainExamples",
+  "dataDir",
 ] as const;
 
-/** Figure 1's training fields of one of its presets (its defaults for "quick"), with its ε as `trainEps`. */
-function figure1Training(preset: "quick" | "paper" | "smoke"): Partial<Config> {
-  const c: figure1.Config = { ...figure1.DEFAULTS, ...(preset === "quick" ? {} : figure1.PRESETS[preset]) };
-  const out: Partial<Config> = { trainEps: c.eps, seed: c.seed };
+/** Figure 1's training fields of one of its presets of `dataset` (its defaults for "quick"), its ε as `trainEps`. */
+function figure1Training(dataset: "mnist" | "cifar10", preset: "quick" | "paper" | "smoke"): Partial<Config> {
+  const [defaults, presets] = dataset === "cifar10"
+    ? [figure1.CIFAR_DEFAULTS, figure1.CIFAR_PRESETS]
+    : [figure1.DEFAULTS, figure1.PRESETS];
+  const c: figure1.Config = { ...defaults, ...(preset === "quick" ? {} : presets[preset]) };
+  const out: Record<string, unknown> = { trainEps: c.eps, seed: c.seed };
   for (const k of TRAIN_FIELDS) out[k] = c[k];
-  return out;
+  return out as Partial<Config>;
 }
 
-/** The quick preset: Figure 1's quick models, the paper's attack (it is cheap: 2 × 100 steps on 20 copies). */
+/** The MNIST quick preset: Figure 1's quick models, the paper's attack (it is cheap: 2 × 100 steps on 20 copies). */
 export const DEFAULTS: Config = {
   dataset: "mnist",
   eps: 0.3,
@@ -110,45 +141,89 @@ export const DEFAULTS: Config = {
   stepSize: 0.01,
   restarts: 20,
   example: -1,
-  ...figure1Training("quick"),
+  ...figure1Training("mnist", "quick"),
 } as Config;
 
-/** The paper's settings (Figure 1's paper models) and a tiny test preset (Figure 1's smoke models). */
+/** The MNIST paper settings (Figure 1's paper models) and a tiny test preset (Figure 1's smoke models). */
 export const PRESETS: Record<string, Partial<Config>> = {
-  paper: { ...figure1Training("paper"), steps: 100, restarts: 20 },
-  smoke: { ...figure1Training("smoke"), steps: 3, restarts: 4 },
+  paper: { ...figure1Training("mnist", "paper"), steps: 100, restarts: 20 },
+  smoke: { ...figure1Training("mnist", "smoke"), steps: 3, restarts: 4 },
+};
+
+/**
+ * The CIFAR-10 quick preset (`--dataset cifar10`): Figure 1's CIFAR-10 quick
+ * models (the simple ResNet; its adversarially trained one on FGSM from a random
+ * start) and the paper's strongest CIFAR-10 attack, PGD 20 steps of 2 at ε 8.
+ */
+export const CIFAR_DEFAULTS: Config = {
+  dataset: "cifar10",
+  eps: 8,
+  steps: 20,
+  stepSize: 2,
+  restarts: 20,
+  example: -1,
+  ...figure1Training("cifar10", "quick"),
+} as Config;
+
+/** CIFAR-10 presets: Figure 1's paper models (wide ResNet, 7-step PGD training) and its smoke models. */
+export const CIFAR_PRESETS: Record<string, Partial<Config>> = {
+  paper: { ...figure1Training("cifar10", "paper"), steps: 20, restarts: 20 },
+  smoke: { ...figure1Training("cifar10", "smoke"), steps: 2, restarts: 4 },
 };
 
 /** The command line of this experiment. */
 export const SPEC: ExperimentSpec<Config> = {
   name: "figure2",
-  summary: "cross-entropy loss at every PGD iteration, 20 random restarts on one example, natural vs adversarial model",
+  summary:
+    "cross-entropy loss at every PGD iteration, 20 random restarts on one example, natural vs adversarial model " +
+    "(--dataset mnist|cifar10; without it MNIST, and CIFAR-10 too where Figure 1's CIFAR-10 models are cached)",
   defaults: DEFAULTS,
   presets: PRESETS,
   help: {
-    dataset: "dataset: mnist (cifar10 is not built yet)",
-    eps: "L∞ radius ε of the attack, pixels in [0,1]",
+    dataset: "mnist or cifar10 (sets that dataset's defaults and presets; not given: both if cached, else mnist)",
+    eps: "L∞ radius ε of the attack in pixel units (MNIST [0,1], CIFAR-10 [0,255])",
     steps: "PGD iterations per restart",
     stepSize: "PGD step size α",
     restarts: "random starts",
     example: "test image index, -1 for a random one",
     trainEps: "ε of the training adversary (Figure 1's models)",
-    conv1: "filters of conv 1",
-    conv2: "filters of conv 2",
-    fc: "units of the FC layer",
-    lr: "Adam learning rate",
+    conv1: "MNIST filters of conv 1",
+    conv2: "MNIST filters of conv 2",
+    fc: "MNIST units of the FC layer",
+    resnet: "CIFAR-10 ResNet: simple or wide",
+    units: "CIFAR-10 residual units per stage",
+    lr: "learning rate (MNIST Adam; CIFAR-10 momentum SGD, /10 at 50%, /100 at 75%)",
+    weightDecay: "CIFAR-10 weight decay on kernels",
+    trainMethod: "training adversary: pgd or fgsm (CIFAR-10)",
     batch: "training batch size",
     naturalSteps: "training steps, natural model",
     advSteps: "training steps, adversarial model",
     trainAttackSteps: "PGD steps of the training adversary",
     trainAttackStepSize: "PGD step size of the training adversary",
     trainExamples: "training examples used",
+    dataDir: "CIFAR-10 binary folder (default: CIFAR10_DIR, then the cache)",
     seed: "random seed (models, example, starts)",
   },
   validate(c) {
-    checkDataset(c.dataset);
+    if (c.dataset !== "mnist" && c.dataset !== "cifar10") {
+      throw new UserError(`--dataset must be mnist or cifar10, got "${c.dataset}"`);
+    }
     for (const [k, v] of [["eps", c.eps], ["train-eps", c.trainEps]] as const) {
-      if (!(v > 0 && v <= 1)) throw new UserError(`--${k} must be in (0, 1] for MNIST pixels in [0,1], got ${v}`);
+      if (c.dataset === "cifar10") {
+        try {
+          checkEpsScale(v, [0, 255]);
+        } catch (e) {
+          throw new UserError(`--${k}: ${(e as Error).message}`);
+        }
+      } else if (!(v > 0 && v <= 1)) {
+        throw new UserError(`--${k} must be in (0, 1] for MNIST pixels in [0,1], got ${v}`);
+      }
+    }
+    if (c.resnet !== "simple" && c.resnet !== "wide") {
+      throw new UserError(`--resnet must be simple or wide, got "${c.resnet}"`);
+    }
+    if (c.trainMethod !== "pgd" && c.trainMethod !== "fgsm") {
+      throw new UserError(`--train-method must be pgd or fgsm, got "${c.trainMethod}"`);
     }
     for (const k of ["steps", "restarts", "naturalSteps", "advSteps"] as const) {
       if (!Number.isInteger(c[k]) || c[k] < 1) throw new UserError(`--${kebab(k)} must be an integer ≥ 1, got ${c[k]}`);
@@ -161,20 +236,23 @@ export const SPEC: ExperimentSpec<Config> = {
   },
 };
 
-/** Throws the one-line error for a dataset other than MNIST. */
-export function checkDataset(dataset: string): void {
-  if (dataset === "cifar10") {
-    throw new UserError(
-      "--dataset cifar10 is not available yet (its data, models and training are not built); use mnist",
-    );
-  }
-  if (dataset !== "mnist") throw new UserError(`--dataset must be mnist (cifar10 is not built yet), got "${dataset}"`);
+/** The command line for `args`: `--dataset cifar10` switches to the CIFAR-10 defaults and presets. */
+export function specFor(args: string[]): ExperimentSpec<Config> {
+  return datasetFlag(args) === "cifar10" ? { ...SPEC, defaults: CIFAR_DEFAULTS, presets: CIFAR_PRESETS } : SPEC;
 }
 
 /** Figure 1's training config of the natural or the adversarially trained model (same hash, same cache entry). */
 export function trainConfigOf(c: Config, kind: "natural" | "adversarial"): TrainConfig {
-  return figure1.trainConfig({ ...figure1.DEFAULTS, ...c, dataset: "mnist", eps: c.trainEps }, kind);
+  const base = c.dataset === "cifar10" ? figure1.CIFAR_DEFAULTS : figure1.DEFAULTS;
+  return figure1.trainConfig({ ...base, ...c, eps: c.trainEps }, kind);
 }
+
+/** How the command line picks its datasets: Figure 1's two models of the config must be cached for CIFAR-10. */
+export const DATASETS: Datasets<Config> = {
+  specFor,
+  models: (c) => [trainConfigOf(c, "natural"), trainConfigOf(c, "adversarial")],
+  trainedBy: "deno task figure1 --dataset cifar10 (same --preset)",
+};
 
 /** Seed of the attack's random starts; the same for both models, so restart r starts at the same point for both. */
 export function attackSeed(c: Config): number {
@@ -197,10 +275,10 @@ export interface ModelCurves {
   curves: number[][];
 }
 
-/** The results file, `figure2_mnist.results.json`. */
+/** The results file, `figure2_<dataset>.results.json`. */
 export interface Results {
   experiment: "figure2";
-  dataset: "mnist";
+  dataset: "mnist" | "cifar10";
   preset: string;
   config: Config;
   seed: number;
@@ -216,26 +294,30 @@ export interface Results {
 
 /**
  * Runs the experiment: loads Figure 1's models (training them only where none is
- * cached), then PGD with the loss recorded at every iterate, from `restarts`
- * random starts (one batch of copies of the example, each row its own start).
+ * cached; the training data is loaded only then), then PGD with the loss
+ * recorded at every iterate, from `restarts` random starts (one batch of copies
+ * of the example, each row its own start).
  */
 export async function run(
   config: Config,
   options: { preset?: string; cacheDir?: string; retrain?: boolean; quiet?: boolean; train?: Dataset; test?: Dataset } =
     {},
 ): Promise<Results> {
-  checkDataset(config.dataset);
+  SPEC.validate!(config);
   const start = performance.now();
-  const test = options.test ?? await loadMnist("test");
+  const load = (split: "train" | "test", limit?: number) =>
+    config.dataset === "cifar10"
+      ? loadCifar10(split, { dataDir: config.dataDir || undefined, cacheDir: options.cacheDir, limit })
+      : loadMnist(split, { limit });
+  const test = options.test ?? await load("test");
   let train = options.train;
   const index = config.example >= 0 ? config.example : new Rng(config.seed).sample(test.n, 1)[0];
   if (index >= test.n) throw new UserError(`--example ${index} is beyond the ${test.n} test images`);
   const { x, y } = gather(test, Array(config.restarts).fill(index));
   const models = {} as Results["models"];
   for (const kind of ["natural", "adversarial"] as const) {
-    train ??= await loadMnist("train", { limit: config.trainExamples });
     const t = await trainModel(trainConfigOf(config, kind), {
-      data: train,
+      data: async () => train ??= await load("train", config.trainExamples),
       cacheDir: options.cacheDir,
       retrain: options.retrain,
       quiet: options.quiet,
@@ -253,7 +335,7 @@ export async function run(
       eps: config.eps,
       steps: config.steps,
       stepSize: config.stepSize,
-      range: [0, 1],
+      range: test.range,
       restarts: 1,
       seed: attackSeed(config),
       recordLosses: true,
@@ -278,7 +360,7 @@ export async function run(
   const backend = currentBackend();
   return {
     experiment: "figure2",
-    dataset: "mnist",
+    dataset: config.dataset,
     preset: options.preset ?? "quick",
     config,
     seed: config.seed,
@@ -344,10 +426,30 @@ export function summarize(m: ModelCurves) {
 }
 
 const COLORS = { natural: "#1f77b4", adversarial: "#d62728" };
-const LABELS = { natural: "natural training", adversarial: "adversarial training" };
+const TITLE = { mnist: "MNIST", cifar10: "CIFAR-10" } as const;
+
+/** Panel labels; an FGSM-trained model (CIFAR-10's quick preset) is named as such. */
+function labels(results: Results): Record<"natural" | "adversarial", string> {
+  const fgsm = results.models.adversarial.train.method === "fgsm";
+  return {
+    natural: "natural training",
+    adversarial: `adversarial training${fgsm ? " (FGSM from a random start)" : ""}`,
+  };
+}
+
+/** A class label in words: "7" on MNIST, "3 (cat)" on CIFAR-10. */
+function classText(dataset: Results["dataset"], label: number): string {
+  return dataset === "cifar10" ? `${label} (${CIFAR10_CLASSES[label] ?? "?"})` : `${label}`;
+}
+
+/** A label in a sentence: "label 7" on MNIST, "label 3, cat" on CIFAR-10. */
+function labelText(dataset: Results["dataset"], label: number): string {
+  return dataset === "cifar10" ? `label ${label}, ${CIFAR10_CLASSES[label] ?? "?"}` : `label ${label}`;
+}
 
 /** The Vega-Lite spec: one panel per model (independent loss axes), one line per restart. */
 export function figure(results: Results): VegaLiteSpec {
+  const LABELS = labels(results);
   const rows = (["natural", "adversarial"] as const).flatMap((kind) =>
     results.models[kind].curves.flatMap((curve, restart) =>
       curve.map((loss, iteration) => ({ model: LABELS[kind], restart, iteration, loss }))
@@ -357,9 +459,11 @@ export function figure(results: Results): VegaLiteSpec {
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: {
-      text: `Figure 2 (MNIST): cross-entropy loss along PGD from ${c.restarts} random starts on one test example`,
+      text: `Figure 2 (${TITLE[results.dataset]}): cross-entropy loss along PGD from ${c.restarts} random starts on ` +
+        "one test example",
       subtitle: [
-        `Test image #${results.example.index} (label ${results.example.label}), ε = ${c.eps}, ${c.steps} PGD steps ` +
+        `Test image #${results.example.index} (${labelText(results.dataset, results.example.label)}), ` +
+        `ε = ${c.eps}, ${c.steps} PGD steps ` +
         `of ${c.stepSize}; each line is one restart (iteration 0: its random start).`,
         "Blue: naturally trained model, red: adversarially trained model; note the different loss axes.",
         "Paper: the loss rises quickly and plateaus after a few iterations; the restarts' final values are close",
@@ -409,28 +513,49 @@ function ratio(a: number, b: number): string {
   return `${fmtNum(r, r < 10 ? 1 : 0)}×`;
 }
 
+/** A sentence naming the models that misclassify the attacked image before any attack ("" when none does). */
+function misclassified(results: Results): string {
+  const wrong = (["natural", "adversarial"] as const).filter((k) =>
+    results.models[k].cleanPrediction !== results.example.label
+  );
+  if (!wrong.length) return "";
+  const who = wrong.map((k) => k === "natural" ? "naturally trained" : "adversarially trained").join(" and the ");
+  return ` The ${who} model${wrong.length > 1 ? "s" : ""} already misclassif${wrong.length > 1 ? "y" : "ies"} ` +
+    "the unperturbed image: the attack starts from a wrong prediction.";
+}
+
 /** The markdown summary: the paper's observations beside what was measured. */
 export function table(results: Results): string {
   const c = results.config;
   const m = results.models;
   const s = { natural: summarize(m.natural), adversarial: summarize(m.adversarial) };
+  const LABELS = labels(results);
   const cached = m.natural.fromCache && m.adversarial.fromCache;
+  const origin = cached
+    ? "loaded from its cache, not retrained"
+    : (["natural", "adversarial"] as const).map((k) =>
+      `${k} ${m[k].fromCache ? "from the cache" : `trained in this run (${fmtNum(m[k].trainSeconds, 0)} s)`}`
+    ).join(", ");
+  const far = Math.round(2 * c.eps / c.stepSize);
   const lines = [
-    "# Figure 2 (MNIST): the loss along PGD iterations",
+    `# Figure 2 (${TITLE[results.dataset]}): the loss along PGD iterations`,
     "",
     `ε = ${c.eps}, PGD ${c.steps} steps of ${c.stepSize}, ${c.restarts} random starts (the same starts for both ` +
-    `models) on test image #${results.example.index} (label ${results.example.label}). Preset \`${results.preset}\`, ` +
-    `seed ${results.seed}, backend ${results.backend.name}, ${fmtNum(results.wall_seconds, 0)} s. The models are ` +
-    `Figure 1's (${cached ? "loaded from its cache, not retrained" : "trained in this run: none was cached"}).`,
+    `models) on test image #${results.example.index} (${labelText(results.dataset, results.example.label)}). ` +
+    `Preset \`${results.preset}\`, seed ${results.seed}, backend ${results.backend.name}, ` +
+    `${fmtNum(results.wall_seconds, 0)} s. The models are Figure 1's (${origin}), ` +
+    `${figure1.netText(m.natural.train)}; naturally trained: ${figure1.trainingText(m.natural.train)}; ` +
+    `adversarially trained: ${figure1.trainingText(m.adversarial.train)}` +
+    `${m.adversarial.train.method === "fgsm" ? " (fast adversarial training, weaker than the paper's PGD)" : ""}.`,
     "",
-    "![Figure 2](figure2_mnist.png)",
+    `![Figure 2](figure2_${results.dataset}.png)`,
     "",
     "## Per model",
     "",
     markdownTable(
       [
         "model",
-        "clean prediction (loss)",
+        "clean prediction",
         "loss at the random starts",
         "final loss mean ± sd",
         "min – max",
@@ -439,7 +564,7 @@ export function table(results: Results): string {
       ],
       (["natural", "adversarial"] as const).map((k) => [
         LABELS[k],
-        `${m[k].cleanPrediction} (${fmtLoss(m[k].cleanLoss)})`,
+        `${classText(results.dataset, m[k].cleanPrediction)}, loss ${fmtLoss(m[k].cleanLoss)}`,
         `${fmtLoss(s[k].start.mean)} ± ${fmtLoss(s[k].start.std)}`,
         `${fmtLoss(s[k].final.mean)} ± ${fmtLoss(s[k].final.std)}`,
         `${fmtLoss(s[k].final.min)} – ${fmtLoss(s[k].final.max)}`,
@@ -454,7 +579,8 @@ export function table(results: Results): string {
     "restarts after which the model still classified the example correctly. A pixel moves at most α = " +
     `${c.stepSize} per iteration: from a uniform random start it is on average ε/α = ` +
     `${Math.round(c.eps / c.stepSize)} iterations from the face of the ball it is pushed toward, and up to 2ε/α = ` +
-    `${Math.round(2 * c.eps / c.stepSize)}, so with this step size the plateau comes after tens of iterations.`,
+    `${far}, so with this step size the plateau comes after ${far >= 20 ? "tens of" : "a few"} iterations.` +
+    misclassified(results),
     "",
     "## The paper's observations beside ours",
     "",
@@ -471,8 +597,8 @@ export function table(results: Results): string {
         ],
         [
           "the final loss values of the restarts are fairly concentrated",
-          `sd / mean of the final losses: natural ${fmtNum(s.natural.relSpread, 3)}, adversarial ` +
-          `${fmtNum(s.adversarial.relSpread, 3)}`,
+          `sd / mean of the final losses: natural ${fmtLoss(s.natural.relSpread)}, adversarial ` +
+          `${fmtLoss(s.adversarial.relSpread)}`,
         ],
         [
           "the final losses of the adversarially trained model are significantly smaller",
@@ -499,9 +625,9 @@ export function redraw(resultsPath: string, out: string): Promise<string[]> {
   return redrawResults(DRAWING, resultsPath, out);
 }
 
-/** The command line: `deno task figure2 [flags]`. */
+/** The command line: `deno task figure2 [flags]`; without `--dataset`, MNIST and CIFAR-10 where its models are cached. */
 export function main(args: string[]): Promise<void> {
-  return experimentMain(args, SPEC, (config, common) => run(config, { ...common }), DRAWING);
+  return datasetsMain(args, DATASETS, (config, common) => run(config, { ...common }), DRAWING);
 }
 
 if (import.meta.main) await runMain(() => main(Deno.args));

@@ -1,17 +1,19 @@
 /**
  * Figure 4 of Madry et al.: the adversarial training loss (the cross-entropy on
- * the PGD examples each step trains on) over training iterations, with the
- * natural model's training loss on clean examples for contrast. The paper reads
- * the steady decrease as the saddle point problem being solved.
+ * the adversarial examples each step trains on) over training iterations, MNIST
+ * and CIFAR-10, with the natural model's training loss on clean examples for
+ * contrast. The paper reads the steady decrease as the saddle point problem
+ * being solved; on CIFAR-10 its sharp drops are the learning-rate decreases.
  *
  * Nothing is retrained: the loss histories are those that `trainModel` recorded
- * while training Figure 1's models (its `trainConfig`, the same fields, so the
- * same cache entries). Where a model is not cached it is trained as Figure 1
- * would train it.
+ * while training Figure 1's models (its `trainConfig`, the same fields and
+ * presets of each dataset, so the same cache entries); a cached model needs no
+ * data. Where a model is not cached it is trained as Figure 1 would train it.
  *
- *   deno task figure4                   # quick preset: Figure 1's quick models
- *   deno task figure4 --preset paper    # Figure 1's paper models (model A)
- *   deno task figure4 --smooth 200      # moving average over 200 steps
+ *   deno task figure4                      # MNIST, and CIFAR-10 too where Figure 1's models are cached
+ *   deno task figure4 --dataset cifar10    # CIFAR-10 only (Figure 1's CIFAR-10 quick models)
+ *   deno task figure4 --preset paper       # Figure 1's paper models (model A; the wide ResNet)
+ *   deno task figure4 --smooth 200         # moving average over 200 steps
  *
  * The results file keeps every step's loss up to {@link MAX_STORED} steps per
  * model; a longer history (the paper preset's 100,000 steps) is stored as means
@@ -21,12 +23,14 @@
  * @module
  */
 import {
+  checkEpsScale,
   currentBackend,
   type Dataset,
   type ExperimentSpec,
   fmtNum,
   fmtPct,
   kebab,
+  loadCifar10,
   loadMnist,
   markdownTable,
   runMain,
@@ -37,35 +41,52 @@ import {
   type VegaLiteSpec,
   versions,
 } from "../mod.ts";
-import { type Drawing, experimentMain, redrawResults, writeResults } from "../lib/experiment.ts";
+import {
+  datasetFlag,
+  type Datasets,
+  datasetsMain,
+  type Drawing,
+  redrawResults,
+  writeResults,
+} from "../lib/experiment.ts";
 import * as figure1 from "./figure1.ts";
 
 /** Every hyperparameter: Figure 1's training fields, and how the curves are drawn. */
 export interface Config {
-  /** Dataset: "mnist" (CIFAR-10 is not built yet). */
-  dataset: string;
-  /** ε of the training adversary, pixel units. */
+  /** Dataset: "mnist" (pixels in [0,1]) or "cifar10" (pixels in [0,255]); each has its own defaults and presets. */
+  dataset: "mnist" | "cifar10";
+  /** ε of the training adversary, pixel units (0.3 for MNIST, 8 for CIFAR-10). */
   eps: number;
-  /** Filters of the first convolution. */
+  /** MNIST: filters of the first convolution. */
   conv1: number;
-  /** Filters of the second convolution. */
+  /** MNIST: filters of the second convolution. */
   conv2: number;
-  /** Units of the hidden FC layer. */
+  /** MNIST: units of the hidden FC layer. */
   fc: number;
-  /** Adam learning rate of both models. */
+  /** CIFAR-10: the ResNet, "simple" or "wide". */
+  resnet: "simple" | "wide";
+  /** CIFAR-10: residual units per stage. */
+  units: number;
+  /** Learning rate: Adam's for MNIST, momentum SGD's first rate for CIFAR-10 (as Figure 1). */
   lr: number;
+  /** CIFAR-10: L2 weight decay on kernels. */
+  weightDecay: number;
   /** Training batch size. */
   batch: number;
   /** Training steps of the natural model. */
   naturalSteps: number;
   /** Training steps of the adversarially trained model. */
   advSteps: number;
+  /** CIFAR-10: the training adversary, "pgd" or "fgsm" (one step from a random start). */
+  trainMethod: "pgd" | "fgsm";
   /** PGD iterations of the training adversary. */
   trainAttackSteps: number;
   /** Step size of the training adversary. */
   trainAttackStepSize: number;
   /** Training examples used. */
   trainExamples: number;
+  /** CIFAR-10: folder of the binary version, read only where a model must be trained. */
+  dataDir: string;
   /** Seed of the models (as Figure 1). */
   seed: number;
   /** Window of the moving average drawn over the raw losses, in training steps. */
@@ -77,72 +98,109 @@ export interface Config {
 /** Steps of history stored per model in the results file before it is stored as block means. */
 export const MAX_STORED = 20000;
 
-/** The fields of Figure 1's config that decide its trained models. */
+/** The fields taken from Figure 1's config: those that decide its trained models, and where its data is. */
 const TRAIN_FIELDS = [
   "eps",
   "conv1",
   "conv2",
   "fc",
+  "resnet",
+  "units",
   "lr",
+  "weightDecay",
   "batch",
   "naturalSteps",
   "advSteps",
+  "trainMethod",
   "trainAttackSteps",
   "trainAttackStepSize",
   "trainExamples",
+  "dataDir",
   "seed",
 ] as const;
 
-/** Figure 1's training fields of one of its presets (its defaults for "quick"). */
-function figure1Training(preset: "quick" | "paper" | "smoke"): Partial<Config> {
-  const c: figure1.Config = { ...figure1.DEFAULTS, ...(preset === "quick" ? {} : figure1.PRESETS[preset]) };
-  const out: Partial<Config> = {};
+/** Figure 1's training fields of one of its presets of `dataset` (its defaults for "quick"). */
+function figure1Training(dataset: "mnist" | "cifar10", preset: "quick" | "paper" | "smoke"): Partial<Config> {
+  const [defaults, presets] = dataset === "cifar10"
+    ? [figure1.CIFAR_DEFAULTS, figure1.CIFAR_PRESETS]
+    : [figure1.DEFAULTS, figure1.PRESETS];
+  const c: figure1.Config = { ...defaults, ...(preset === "quick" ? {} : presets[preset]) };
+  const out: Record<string, unknown> = {};
   for (const k of TRAIN_FIELDS) out[k] = c[k];
-  return out;
+  return out as Partial<Config>;
 }
 
-/** The quick preset: Figure 1's quick models. */
+/** The MNIST quick preset: Figure 1's quick models. */
 export const DEFAULTS: Config = {
   dataset: "mnist",
-  ...figure1Training("quick"),
+  ...figure1Training("mnist", "quick"),
   smooth: 50,
   maxPoints: 1500,
 } as Config;
 
-/** Figure 1's paper models (100,000 steps each) and its smoke models. */
+/** Figure 1's MNIST paper models (100,000 steps each) and its smoke models. */
 export const PRESETS: Record<string, Partial<Config>> = {
-  paper: { ...figure1Training("paper"), smooth: 1000 },
-  smoke: { ...figure1Training("smoke"), smooth: 2 },
+  paper: { ...figure1Training("mnist", "paper"), smooth: 1000 },
+  smoke: { ...figure1Training("mnist", "smoke"), smooth: 2 },
+};
+
+/** The CIFAR-10 quick preset (`--dataset cifar10`): Figure 1's CIFAR-10 quick models (400 and 250 steps). */
+export const CIFAR_DEFAULTS: Config = {
+  dataset: "cifar10",
+  ...figure1Training("cifar10", "quick"),
+  smooth: 25,
+  maxPoints: 1500,
+} as Config;
+
+/** Figure 1's CIFAR-10 paper models (wide ResNet, 80,000 steps each) and its smoke models. */
+export const CIFAR_PRESETS: Record<string, Partial<Config>> = {
+  paper: { ...figure1Training("cifar10", "paper"), smooth: 1000 },
+  smoke: { ...figure1Training("cifar10", "smoke"), smooth: 2 },
 };
 
 /** The command line of this experiment. */
 export const SPEC: ExperimentSpec<Config> = {
   name: "figure4",
   summary:
-    "adversarial training loss over training iterations (Figure 1's models, not retrained), natural for contrast",
+    "adversarial training loss over training iterations (Figure 1's models, not retrained), natural for contrast " +
+    "(--dataset mnist|cifar10; without it MNIST, and CIFAR-10 too where Figure 1's CIFAR-10 models are cached)",
   defaults: DEFAULTS,
   presets: PRESETS,
   help: {
-    dataset: "dataset: mnist (cifar10 is not built yet)",
-    eps: "ε of the training adversary, pixels in [0,1]",
-    conv1: "filters of conv 1",
-    conv2: "filters of conv 2",
-    fc: "units of the FC layer",
-    lr: "Adam learning rate",
+    dataset: "mnist or cifar10 (sets that dataset's defaults and presets; not given: both if cached, else mnist)",
+    eps: "ε of the training adversary in pixel units (MNIST [0,1], CIFAR-10 [0,255])",
+    conv1: "MNIST filters of conv 1",
+    conv2: "MNIST filters of conv 2",
+    fc: "MNIST units of the FC layer",
+    resnet: "CIFAR-10 ResNet: simple or wide",
+    units: "CIFAR-10 residual units per stage",
+    lr: "learning rate (MNIST Adam; CIFAR-10 momentum SGD, /10 at 50%, /100 at 75%)",
+    weightDecay: "CIFAR-10 weight decay on kernels",
+    trainMethod: "training adversary: pgd or fgsm (CIFAR-10)",
     batch: "training batch size",
     naturalSteps: "training steps, natural model",
     advSteps: "training steps, adversarial model",
     trainAttackSteps: "PGD steps of the training adversary",
     trainAttackStepSize: "PGD step size of the training adversary",
     trainExamples: "training examples used",
+    dataDir: "CIFAR-10 binary folder, read only to train a missing model (default: CIFAR10_DIR, then the cache)",
     seed: "random seed of the models",
     smooth: "moving-average window, training steps",
     maxPoints: "raw points drawn per model",
   },
   validate(c) {
-    checkDataset(c.dataset);
-    if (!(c.eps > 0 && c.eps <= 1)) {
+    if (c.dataset !== "mnist" && c.dataset !== "cifar10") {
+      throw new UserError(`--dataset must be mnist or cifar10, got "${c.dataset}"`);
+    }
+    if (c.dataset === "cifar10") checkEpsScale(c.eps, [0, 255]);
+    else if (!(c.eps > 0 && c.eps <= 1)) {
       throw new UserError(`--eps must be in (0, 1] for MNIST pixels in [0,1], got ${c.eps}`);
+    }
+    if (c.resnet !== "simple" && c.resnet !== "wide") {
+      throw new UserError(`--resnet must be simple or wide, got "${c.resnet}"`);
+    }
+    if (c.trainMethod !== "pgd" && c.trainMethod !== "fgsm") {
+      throw new UserError(`--train-method must be pgd or fgsm, got "${c.trainMethod}"`);
     }
     for (const k of ["naturalSteps", "advSteps", "smooth", "maxPoints"] as const) {
       if (!Number.isInteger(c[k]) || c[k] < 1) throw new UserError(`--${kebab(k)} must be an integer ≥ 1, got ${c[k]}`);
@@ -150,20 +208,23 @@ export const SPEC: ExperimentSpec<Config> = {
   },
 };
 
-/** Throws the one-line error for a dataset other than MNIST. */
-export function checkDataset(dataset: string): void {
-  if (dataset === "cifar10") {
-    throw new UserError(
-      "--dataset cifar10 is not available yet (its data, models and training are not built); use mnist",
-    );
-  }
-  if (dataset !== "mnist") throw new UserError(`--dataset must be mnist (cifar10 is not built yet), got "${dataset}"`);
+/** The command line for `args`: `--dataset cifar10` switches to the CIFAR-10 defaults and presets. */
+export function specFor(args: string[]): ExperimentSpec<Config> {
+  return datasetFlag(args) === "cifar10" ? { ...SPEC, defaults: CIFAR_DEFAULTS, presets: CIFAR_PRESETS } : SPEC;
 }
 
 /** Figure 1's training config of the natural or the adversarially trained model (same hash, same cache entry). */
 export function trainConfigOf(c: Config, kind: "natural" | "adversarial"): TrainConfig {
-  return figure1.trainConfig({ ...figure1.DEFAULTS, ...c, dataset: "mnist" }, kind);
+  const base = c.dataset === "cifar10" ? figure1.CIFAR_DEFAULTS : figure1.DEFAULTS;
+  return figure1.trainConfig({ ...base, ...c }, kind);
 }
+
+/** How the command line picks its datasets: Figure 1's two models of the config must be cached for CIFAR-10. */
+export const DATASETS: Datasets<Config> = {
+  specFor,
+  models: (c) => [trainConfigOf(c, "natural"), trainConfigOf(c, "adversarial")],
+  trainedBy: "deno task figure1 --dataset cifar10 (same --preset)",
+};
 
 /** One model's recorded training. */
 export interface ModelHistory {
@@ -182,10 +243,10 @@ export interface ModelHistory {
   accuracy: number[];
 }
 
-/** The results file, `figure4_mnist.results.json`. */
+/** The results file, `figure4_<dataset>.results.json`. */
 export interface Results {
   experiment: "figure4";
-  dataset: "mnist";
+  dataset: "mnist" | "cifar10";
   preset: string;
   config: Config;
   seed: number;
@@ -216,18 +277,29 @@ export function movingAverage(xs: number[], window: number): number[] {
   });
 }
 
-/** Runs the experiment: the loss histories of Figure 1's models (trained only where none is cached). */
+/**
+ * Runs the experiment: the loss histories of Figure 1's models (trained only
+ * where none is cached; the training data is loaded only then).
+ */
 export async function run(
   config: Config,
   options: { preset?: string; cacheDir?: string; retrain?: boolean; quiet?: boolean; train?: Dataset } = {},
 ): Promise<Results> {
-  checkDataset(config.dataset);
+  SPEC.validate!(config);
   const start = performance.now();
-  const train = options.train ?? await loadMnist("train", { limit: config.trainExamples });
+  let train = options.train;
+  const load = () =>
+    config.dataset === "cifar10"
+      ? loadCifar10("train", {
+        dataDir: config.dataDir || undefined,
+        cacheDir: options.cacheDir,
+        limit: config.trainExamples,
+      })
+      : loadMnist("train", { limit: config.trainExamples });
   const models = {} as Results["models"];
   for (const kind of ["natural", "adversarial"] as const) {
     const t = await trainModel(trainConfigOf(config, kind), {
-      data: train,
+      data: async () => train ??= await load(),
       cacheDir: options.cacheDir,
       retrain: options.retrain,
       quiet: options.quiet,
@@ -253,7 +325,7 @@ export async function run(
   const backend = currentBackend();
   return {
     experiment: "figure4",
-    dataset: "mnist",
+    dataset: config.dataset,
     preset: options.preset ?? "quick",
     config,
     seed: config.seed,
@@ -265,12 +337,28 @@ export async function run(
 }
 
 const COLORS = { natural: "#1f77b4", adversarial: "#d62728" };
-const LABELS = {
-  natural: "natural training (loss on clean examples)",
-  adversarial: "adversarial training (loss on PGD examples)",
-};
+const TITLE = { mnist: "MNIST", cifar10: "CIFAR-10" } as const;
 /** Floor of the log loss axis: a batch loss of exactly 0 would not be drawn. */
 const FLOOR = 1e-4;
+
+/** The training adversary in one word: "PGD" or "FGSM". */
+function adversaryName(t: TrainConfig): string {
+  return t.method === "fgsm" ? "FGSM" : "PGD";
+}
+
+/** Legend labels of the two models. */
+function labels(results: Results): Record<"natural" | "adversarial", string> {
+  return {
+    natural: "natural training (loss on clean examples)",
+    adversarial: `adversarial training (loss on ${adversaryName(results.models.adversarial.train)} examples)`,
+  };
+}
+
+/** The learning-rate decreases of a model's schedule: the step and the rates before and after. */
+export function lrDrops(t: TrainConfig): { step: number; from: number; to: number }[] {
+  const b = t.lrBoundaries ?? [];
+  return b.map((step, i) => ({ step, from: i === 0 ? t.lr : t.lrValues![i - 1], to: t.lrValues![i] }));
+}
 
 /** Evenly spaced indices into `n` values, at most `k` of them, always including the last. */
 function thin(n: number, k: number): number[] {
@@ -284,11 +372,17 @@ function smoothed(m: ModelHistory, smooth: number): number[] {
   return movingAverage(m.loss, Math.max(1, Math.round(smooth / m.every)));
 }
 
-/** The Vega-Lite spec: raw losses as faint points, their moving average as a line, log loss axis. */
+/**
+ * The Vega-Lite spec: raw losses as faint points, their moving average as a
+ * line, log loss axis; dashed rules at the learning-rate decreases where the
+ * schedule has any (CIFAR-10).
+ */
 export function figure(results: Results): VegaLiteSpec {
   const c = results.config;
+  const LABELS = labels(results);
   const raw: { model: string; step: number; loss: number }[] = [];
   const line: { model: string; step: number; loss: number }[] = [];
+  const drops: { model: string; step: number }[] = [];
   for (const kind of ["natural", "adversarial"] as const) {
     const m = results.models[kind];
     // Step of stored value i: the last step of its block (1-based steps).
@@ -300,6 +394,7 @@ export function figure(results: Results): VegaLiteSpec {
     for (const i of thin(s.length, 600)) {
       line.push({ model: LABELS[kind], step: stepOf(i), loss: Math.max(s[i], FLOOR) });
     }
+    for (const d of lrDrops(m.train)) drops.push({ model: LABELS[kind], step: d.step });
   }
   const color = {
     field: "model",
@@ -320,44 +415,60 @@ export function figure(results: Results): VegaLiteSpec {
     title: `training iteration (batches of ${c.batch})`,
     axis: { tickMinStep: 1 },
   };
+  // Losses within one decade (CIFAR-10's short runs: 1.1 to 2.4) would sit at the bottom of a "nice" log axis
+  // rounded out to whole decades; such an axis spans the data instead.
+  const all = raw.map((p) => p.loss);
+  const [lo, hi] = [Math.min(...all), Math.max(...all)];
   const y = {
     field: "loss",
     type: "quantitative",
     title: "training cross-entropy loss (log scale)",
-    scale: { type: "log" },
+    scale: hi / lo < 10 ? { type: "log", domain: [lo / 1.05, hi * 1.05], nice: false } : { type: "log" },
     axis: { format: "~g" },
   };
   const thinned = (["natural", "adversarial"] as const).some((k) => results.models[k].loss.length > c.maxPoints);
-  const a = results.models.adversarial;
+  const a = results.models.adversarial.train;
+  const adversary = a.method === "fgsm"
+    ? `ε = ${a.eps}, one step of ${a.attackStepSize} from a random start: "fast" adversarial training`
+    : `ε = ${a.eps}, ${a.attackSteps} steps of ${a.attackStepSize}, random start`;
+  const layer: unknown[] = [
+    {
+      data: { values: raw },
+      mark: { type: "circle", size: 6, opacity: 0.22 },
+      encoding: { x, y, color },
+    },
+    {
+      data: { values: line },
+      mark: { type: "line", strokeWidth: 2.2 },
+      encoding: { x, y, color },
+    },
+  ];
+  if (drops.length) {
+    layer.push({
+      data: { values: drops },
+      mark: { type: "rule", strokeDash: [4, 4], strokeWidth: 1.2, opacity: 0.7 },
+      encoding: { x, color },
+    });
+  }
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: {
-      text: "Figure 4 (MNIST): adversarial training loss over training iterations",
+      text: `Figure 4 (${TITLE[results.dataset]}): adversarial training loss over training iterations`,
       subtitle: [
-        `Red: loss on the PGD examples each step trains on (ε = ${a.train.eps}, ${a.train.attackSteps} steps of ` +
-        `${a.train.attackStepSize}, random start).`,
+        `Red: loss on the ${adversaryName(a)} examples each step trains on (${adversary}).`,
         "Blue: the naturally trained model's loss on clean examples, for contrast.",
         `Points: per-batch losses${
           thinned ? " (evenly thinned)" : ""
         }; lines: centred moving average over ${c.smooth} steps.`,
+        ...(drops.length ? ["Dashed: each model's learning-rate decreases (÷10)."] : []),
         "Paper: the adversarial loss keeps decreasing during training, so the saddle point problem is being solved.",
+        ...(drops.length ? ["Paper, CIFAR-10: its sharp drops correspond to decreases in the step size."] : []),
       ],
       anchor: "start",
     },
     width: 620,
     height: 320,
-    layer: [
-      {
-        data: { values: raw },
-        mark: { type: "circle", size: 6, opacity: 0.22 },
-        encoding: { x, y, color },
-      },
-      {
-        data: { values: line },
-        mark: { type: "line", strokeWidth: 2.2 },
-        encoding: { x, y, color },
-      },
-    ],
+    layer,
     config: { font: "DejaVu Sans" },
   } as VegaLiteSpec;
 }
@@ -366,6 +477,22 @@ export function figure(results: Results): VegaLiteSpec {
 function meanOver(xs: number[], a: number, b: number): number {
   const part = xs.slice(Math.floor(a * xs.length), Math.max(Math.floor(b * xs.length), Math.floor(a * xs.length) + 1));
   return part.reduce((s, v) => s + v, 0) / part.length;
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((s, v) => s + v, 0) / Math.max(xs.length, 1);
+}
+
+/**
+ * The mean loss over `window` training steps just before and just after each
+ * learning-rate decrease of the model's schedule.
+ */
+export function aroundDrops(m: ModelHistory, window: number) {
+  const w = Math.max(1, Math.round(window / m.every));
+  return lrDrops(m.train).filter((d) => d.step < m.steps).map((d) => {
+    const i = Math.round(d.step / m.every);
+    return { ...d, before: mean(m.loss.slice(Math.max(0, i - w), i)), after: mean(m.loss.slice(i, i + w)) };
+  });
 }
 
 /** What the table reports of one model's history. */
@@ -388,18 +515,73 @@ function ratio(a: number, b: number): string {
   return `${fmtNum(r, r < 10 ? 1 : 0)}×`;
 }
 
+/** A model's training in the table: its examples and optimiser ("PGD 4×0.1 (ε 0.3), Adam 0.001"). */
+function trainingText(t: TrainConfig): string {
+  const examples = t.method === "natural"
+    ? "clean examples"
+    : t.method === "fgsm"
+    ? `FGSM step ${t.attackStepSize}${t.randomStart ? " from a random start" : ""} (ε ${t.eps})`
+    : `PGD ${t.attackSteps}×${t.attackStepSize} (ε ${t.eps})`;
+  const opt = t.optimizer === "adam"
+    ? `Adam ${t.lr}`
+    : `momentum SGD, lr ${[t.lr, ...(t.lrValues ?? [])].join(" → ")}${
+      t.lrBoundaries?.length ? ` at steps ${t.lrBoundaries.join(", ")}` : ""
+    }`;
+  return `${examples}, ${opt}`;
+}
+
 /** The markdown summary: the paper's statement beside what was measured. */
 export function table(results: Results): string {
   const c = results.config;
   const m = results.models;
   const s = { natural: summarize(m.natural), adversarial: summarize(m.adversarial) };
+  const adv = adversaryName(m.adversarial.train);
   const origin = (k: "natural" | "adversarial") =>
     m[k].fromCache ? "from the cache" : `trained in this run (${fmtNum(m[k].trainSeconds, 0)} s)`;
   const stored = (["natural", "adversarial"] as const).map((k) =>
     m[k].every === 1 ? `${k}: every step` : `${k}: means of ${m[k].every} steps`
   ).join(", ");
+  const window = Math.max(5, Math.round(m.adversarial.steps / 25));
+  const drops = { natural: aroundDrops(m.natural, window), adversarial: aroundDrops(m.adversarial, window) };
+  const dropText = (k: "natural" | "adversarial") =>
+    drops[k].map((d) =>
+      `step ${d.step} (lr ${d.from} → ${d.to}): ${fmtNum(d.before, 3)} → ${fmtNum(d.after, 3)} ` +
+      `(${fmtNum(100 * (d.after / d.before - 1), 1)}%)`
+    ).join("; ");
+  const rows: string[][] = [
+    [
+      "the adversarial training loss decreases consistently during training",
+      `quarter means ${s.adversarial.quarters.map((v) => fmtNum(v, 3)).join(" → ")}: ` +
+      `${s.adversarial.decreasing ? "decreasing in every quarter" : "not decreasing in every quarter"}; ` +
+      `the last quarter is ${fmtNum(Math.abs(100 * s.adversarial.lastChange), 1)}% ` +
+      `${s.adversarial.lastChange < 0 ? "below" : "above"} the third`,
+    ],
+    [
+      "so the saddle point problem (min over weights of the max over perturbations) is being solved",
+      `the inner maximum found by ${adv}${
+        adv === "FGSM" ? " (one step: a weaker inner maximisation than the paper's PGD)" : ""
+      } falls from ${fmtNum(s.adversarial.quarters[0], 3)} to ` +
+      `${fmtNum(s.adversarial.finalLoss, 3)} (last 10% of steps), with ${fmtPct(s.adversarial.finalAccuracy)} of ` +
+      `the ${adv} examples classified correctly`,
+    ],
+  ];
+  if (drops.adversarial.length || drops.natural.length) {
+    rows.push([
+      "(CIFAR-10) the sharp drops in the loss correspond to decreases in the step size",
+      `mean loss over the ${window} steps before → after each decrease: adversarial ${
+        dropText("adversarial") || "none"
+      }; natural ${dropText("natural") || "none"}`,
+    ]);
+  }
+  rows.push([
+    "(contrast) the natural training loss, on clean examples",
+    `${fmtNum(s.natural.quarters[0], 3)} → ${fmtNum(s.natural.finalLoss, 3)}, ` +
+    `${ratio(s.adversarial.finalLoss, s.natural.finalLoss)} below the final ` +
+    `adversarial loss`,
+  ]);
+  const augmented = m.natural.train.augment || m.adversarial.train.augment;
   const lines = [
-    "# Figure 4 (MNIST): adversarial training loss over training iterations",
+    `# Figure 4 (${TITLE[results.dataset]}): adversarial training loss over training iterations`,
     "",
     `Loss histories recorded while training Figure 1's models (preset \`${results.preset}\`, seed ${results.seed}): ` +
     `natural model ${origin("natural")}, adversarially trained model ${
@@ -408,57 +590,31 @@ export function table(results: Results): string {
     `${c.smooth} steps. Backend ${results.backend.name}, ${fmtNum(results.wall_seconds, 0)} s. Stored in the results ` +
     `file: ${stored}.`,
     "",
-    "![Figure 4](figure4_mnist.png)",
+    `![Figure 4](figure4_${results.dataset}.png)`,
     "",
     "## Mean training loss per quarter of training",
     "",
     markdownTable(
       ["model", "training", "steps", "1st quarter", "2nd", "3rd", "4th", "last 10%", "accuracy, last 10%"],
-      (["natural", "adversarial"] as const).map((k) => {
-        const t = m[k].train;
-        return [
-          k === "natural" ? "naturally trained" : "adversarially trained",
-          t.method === "natural"
-            ? `clean examples, Adam ${t.lr}`
-            : `PGD ${t.attackSteps}×${t.attackStepSize} (ε ${t.eps}), Adam ${t.lr}`,
-          m[k].steps,
-          ...s[k].quarters.map((v) => fmtNum(v, 3)),
-          fmtNum(s[k].finalLoss, 3),
-          fmtPct(s[k].finalAccuracy),
-        ];
-      }),
+      (["natural", "adversarial"] as const).map((k) => [
+        k === "natural" ? "naturally trained" : "adversarially trained",
+        trainingText(m[k].train),
+        m[k].steps,
+        ...s[k].quarters.map((v) => fmtNum(v, 3)),
+        fmtNum(s[k].finalLoss, 3),
+        fmtPct(s[k].finalAccuracy),
+      ]),
       ["l", "l", "r", "r", "r", "r", "r", "r", "r"],
     ),
     "",
-    "Losses and accuracies are on the batches trained on: PGD examples made against the current weights for the " +
-    "adversarially trained model, clean examples for the natural one.",
+    `Losses and accuracies are on the batches trained on: ${adv} examples made against the current weights for the ` +
+    `adversarially trained model, clean examples for the natural one${
+      augmented ? " (both after the pad-4 crop and flip augmentation)" : ""
+    }.`,
     "",
     "## The paper's statement beside ours",
     "",
-    markdownTable(
-      ["statement (Madry et al., Sec. 4, Figure 4)", "measured here"],
-      [
-        [
-          "the adversarial training loss decreases consistently during training",
-          `quarter means ${s.adversarial.quarters.map((v) => fmtNum(v, 3)).join(" → ")}: ` +
-          `${s.adversarial.decreasing ? "decreasing in every quarter" : "not decreasing in every quarter"}; ` +
-          `the last quarter is ${fmtNum(Math.abs(100 * s.adversarial.lastChange), 1)}% ` +
-          `${s.adversarial.lastChange < 0 ? "below" : "above"} the third`,
-        ],
-        [
-          "so the saddle point problem (min over weights of the max over perturbations) is being solved",
-          `the inner maximum found by PGD falls from ${fmtNum(s.adversarial.quarters[0], 3)} to ` +
-          `${fmtNum(s.adversarial.finalLoss, 3)} (last 10% of steps), with ${fmtPct(s.adversarial.finalAccuracy)} of ` +
-          `the PGD examples classified correctly`,
-        ],
-        [
-          "(contrast) the natural training loss, on clean examples",
-          `${fmtNum(s.natural.quarters[0], 3)} → ${fmtNum(s.natural.finalLoss, 3)}, ` +
-          `${ratio(s.adversarial.finalLoss, s.natural.finalLoss)} below the final ` +
-          `adversarial loss`,
-        ],
-      ],
-    ),
+    markdownTable(["statement (Madry et al., Sec. 4, Figure 4)", "measured here"], rows),
     "",
   ];
   return lines.join("\n");
@@ -477,9 +633,9 @@ export function redraw(resultsPath: string, out: string): Promise<string[]> {
   return redrawResults(DRAWING, resultsPath, out);
 }
 
-/** The command line: `deno task figure4 [flags]`. */
+/** The command line: `deno task figure4 [flags]`; without `--dataset`, MNIST and CIFAR-10 where its models are cached. */
 export function main(args: string[]): Promise<void> {
-  return experimentMain(args, SPEC, (config, common) => run(config, { ...common }), DRAWING);
+  return datasetsMain(args, DATASETS, (config, common) => run(config, { ...common }), DRAWING);
 }
 
 if (import.meta.main) await runMain(() => main(Deno.args));

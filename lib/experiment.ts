@@ -7,6 +7,8 @@
  */
 import { type CommonFlags, ensureWritable, type ExperimentSpec, parseExperimentArgs } from "./cli.ts";
 import { useBackend } from "./backend.ts";
+import { UserError } from "./errors.ts";
+import { isTrained, modelDir, type TrainConfig } from "./train.ts";
 import { type VegaLiteSpec, writeFigure, writeJsonAtomic } from "./vega.ts";
 
 /** How an experiment draws its results: the file prefix and two pure functions. */
@@ -67,4 +69,90 @@ export async function experimentMain<C extends object, R extends { dataset: stri
   await useBackend(common.backend, { quiet: common.quiet });
   const results = await run(config, common);
   for (const p of await writeResults(drawing, results, common.out)) console.log(`wrote ${p}`);
+}
+
+/** The value of `--dataset` in `args` (`--dataset x` or `--dataset=x`): undefined when absent, "" when it has none. */
+export function datasetFlag(args: string[]): string | undefined {
+  const i = args.findIndex((a) => a === "--dataset" || a.startsWith("--dataset="));
+  if (i < 0) return undefined;
+  return args[i].includes("=") ? args[i].slice(args[i].indexOf("=") + 1) : args[i + 1] ?? "";
+}
+
+/** What {@link chooseDatasets} needs to know of an experiment that runs on MNIST and CIFAR-10. */
+export interface Datasets<C extends object> {
+  /** The command line for `args`: its `--dataset` picks that dataset's defaults and presets. */
+  specFor(args: string[]): ExperimentSpec<C>;
+  /** The trained models a run of `config` reads (from the cache, else it trains them). */
+  models(config: C): TrainConfig[];
+  /** The command that trains the CIFAR-10 models, named in the explanation when they are missing. */
+  trainedBy: string;
+}
+
+/**
+ * Which datasets a command line runs, and why, in one line. With `--dataset`
+ * (or `--help`) just that one. Without it MNIST, and CIFAR-10 as well when
+ * every model the CIFAR-10 run of the same flags reads is already trained in
+ * the cache, so that no `--dataset` never starts hours of CIFAR-10 training.
+ * Flags that do not fit CIFAR-10 (an ε of 0.3) and `--retrain` keep it to MNIST.
+ */
+export async function chooseDatasets<C extends object>(
+  args: string[],
+  d: Datasets<C>,
+): Promise<{ datasets: ("mnist" | "cifar10")[]; why: string }> {
+  const named = datasetFlag(args);
+  if (named !== undefined || args.includes("--help")) {
+    return { datasets: [named === "cifar10" ? "cifar10" : "mnist"], why: `--dataset ${named ?? "mnist"}` };
+  }
+  const head = "no --dataset given: running mnist";
+  const cifarArgs = [...args, "--dataset", "cifar10"];
+  let parsed;
+  try {
+    parsed = parseExperimentArgs(cifarArgs, d.specFor(cifarArgs));
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    return { datasets: ["mnist"], why: `${head} only; these flags do not fit cifar10 (${e.message})` };
+  }
+  if ("help" in parsed) return { datasets: ["mnist"], why: head };
+  const { config, common } = parsed;
+  if (common.retrain) {
+    return {
+      datasets: ["mnist"],
+      why:
+        `${head} only; --retrain retrains only a dataset it is given, name --dataset cifar10 to retrain those models`,
+    };
+  }
+  const dirs = await Promise.all(d.models(config).map((c) => modelDir(c, common.cacheDir)));
+  const missing: string[] = [];
+  for (const [i, c] of d.models(config).entries()) if (!(await isTrained(c, common.cacheDir))) missing.push(dirs[i]);
+  const what = `the cifar10 models of preset ${common.preset}${args.length ? " with these flags" : ""}`;
+  if (missing.length) {
+    return {
+      datasets: ["mnist"],
+      why: `${head} only; cifar10 is skipped because ${what} are not trained in the cache (missing ` +
+        `${missing.join(", ")}): train them with ${d.trainedBy}, or name --dataset cifar10 to train them here`,
+    };
+  }
+  return { datasets: ["mnist", "cifar10"], why: `${head} and cifar10, since ${what} are cached (${dirs.join(", ")})` };
+}
+
+/**
+ * The command line of an experiment on MNIST and CIFAR-10: `--dataset` runs
+ * that one; without it {@link chooseDatasets} decides, prints which datasets run
+ * and why, and each runs in turn as if named.
+ */
+export async function datasetsMain<C extends object, R extends { dataset: string }>(
+  args: string[],
+  d: Datasets<C>,
+  run: (config: C, common: CommonFlags) => Promise<R>,
+  drawing: Drawing<R>,
+): Promise<void> {
+  if (datasetFlag(args) !== undefined || args.includes("--help")) {
+    return await experimentMain(args, d.specFor(args), run, drawing);
+  }
+  const { datasets, why } = await chooseDatasets(args, d);
+  console.log(`${d.specFor(args).name}: ${why}`);
+  for (const dataset of datasets) {
+    const withDataset = [...args, "--dataset", dataset];
+    await experimentMain(withDataset, d.specFor(withDataset), run, drawing);
+  }
 }

@@ -1,6 +1,19 @@
 import { assert, assertEquals, assertSnapshot, assertThrows } from "./assert.ts";
-import { gather, loadMnist, parseExperimentArgs, pgd, tf, trainModel, UserError } from "../mod.ts";
 import {
+  gather,
+  loadMnist,
+  modelDir,
+  parseExperimentArgs,
+  pgd,
+  tf,
+  type TrainConfig,
+  trainModel,
+  UserError,
+} from "../mod.ts";
+import {
+  CIFAR_DEFAULTS,
+  CIFAR_PRESETS,
+  DATASETS,
   DEFAULTS,
   figure,
   iterationsToFraction,
@@ -8,16 +21,21 @@ import {
   type Results,
   run,
   SPEC,
+  specFor,
   table,
   trainConfigOf,
   write,
 } from "../experiments/figure2.ts";
 import * as figure1 from "../experiments/figure1.ts";
 import { redrawAll } from "../experiments/figures.ts";
+import { chooseDatasets } from "../lib/experiment.ts";
+import { configHash } from "../lib/hash.ts";
+import { cifarFixture, onFastBackend } from "./fixtures/cifar_data.ts";
 
 await tf.setBackend("cpu");
 
 const SMOKE = { ...DEFAULTS, ...PRESETS.smoke };
+const CIFAR_SMOKE = { ...CIFAR_DEFAULTS, ...CIFAR_PRESETS.smoke };
 
 /** A small results object with fixed numbers, for the spec and table snapshots. */
 function fixture(): Results {
@@ -61,8 +79,67 @@ function fixture(): Results {
   };
 }
 
+/** The CIFAR-10 counterpart: Figure 1's FGSM-trained ResNet, ε 8, 20 steps of 2 (pixels in [0, 255]). */
+function cifarFixtureResults(): Results {
+  const r = fixture();
+  const train: Omit<TrainConfig, "method"> = {
+    dataset: "cifar10",
+    model: { filters: [16, 16, 32, 64], units: 1 },
+    eps: 8,
+    attackSteps: 1,
+    attackStepSize: 10,
+    randomStart: true,
+    optimizer: "sgd",
+    lr: 0.1,
+    lrBoundaries: [1, 2],
+    lrValues: [0.01, 0.001],
+    weightDecay: 0.0002,
+    augment: true,
+    batch: 8,
+    steps: 2,
+    trainExamples: 64,
+    seed: 0,
+  };
+  return {
+    ...r,
+    dataset: "cifar10",
+    config: { ...CIFAR_SMOKE, steps: 5, restarts: 3 },
+    example: { index: 42, label: 3 },
+    models: {
+      natural: { ...r.models.natural, train: { ...train, method: "natural" }, cleanPrediction: 3 },
+      adversarial: { ...r.models.adversarial, train: { ...train, method: "fgsm" }, cleanPrediction: 3 },
+    },
+  };
+}
+
 Deno.test("figure 2 spec snapshot", async () => {
   await assertSnapshot("figure2_spec.json", figure(fixture()));
+});
+
+Deno.test("figure 2 CIFAR-10 spec snapshot", async () => {
+  await assertSnapshot("figure2_cifar10_spec.json", figure(cifarFixtureResults()));
+});
+
+Deno.test("figure 2 CIFAR-10 table: CIFAR-10 numbers and names beside the paper's observations", () => {
+  const md = table(cifarFixtureResults());
+  for (
+    const s of [
+      "# Figure 2 (CIFAR-10)",
+      "figure2_cifar10.png",
+      "ε = 8, PGD 5 steps of 2",
+      "(label 3, cat)",
+      "| 3 (cat), loss 0.010",
+      "plateaus",
+      "fairly concentrated",
+      "significantly smaller",
+      "FGSM step 10 from a random start",
+      "momentum SGD",
+      "a few iterations",
+    ]
+  ) {
+    assert(md.includes(s), `table lacks "${s}"`);
+  }
+  for (const s of ["MNIST", "ε = 0.3", "tens of iterations"]) assert(!md.includes(s), `table has "${s}"`);
 });
 
 Deno.test("figure 2 table states the paper's observations beside the numbers", () => {
@@ -79,22 +156,70 @@ Deno.test("iterations to 90% of the rise: first iterate past the mark, 0 when th
   assertEquals(iterationsToFraction([3, 2, 1]), 0);
 });
 
-Deno.test("figure 2 trains nothing of its own: its training configs are Figure 1's for every preset", () => {
+Deno.test("figure 2 trains nothing of its own: its training configs are Figure 1's for every preset and dataset", () => {
   for (const preset of ["quick", "paper", "smoke"]) {
-    const c2 = { ...DEFAULTS, ...(preset === "quick" ? {} : PRESETS[preset]) };
-    const c1 = { ...figure1.DEFAULTS, ...(preset === "quick" ? {} : figure1.PRESETS[preset]) };
-    for (const kind of ["natural", "adversarial"] as const) {
-      assertEquals(trainConfigOf(c2, kind), figure1.trainConfig(c1, kind), `${preset} ${kind}`);
+    const pick = <T>(d: T, p: Record<string, Partial<T>>) => ({ ...d, ...(preset === "quick" ? {} : p[preset]) });
+    for (
+      const [c2, c1] of [
+        [pick(DEFAULTS, PRESETS), pick(figure1.DEFAULTS, figure1.PRESETS)],
+        [pick(CIFAR_DEFAULTS, CIFAR_PRESETS), pick(figure1.CIFAR_DEFAULTS, figure1.CIFAR_PRESETS)],
+      ] as const
+    ) {
+      for (const kind of ["natural", "adversarial"] as const) {
+        assertEquals(trainConfigOf(c2, kind), figure1.trainConfig(c1, kind), `${c2.dataset} ${preset} ${kind}`);
+      }
     }
   }
 });
 
-Deno.test("figure 2 command line: cifar10 is refused as not built yet, unknown datasets are named", () => {
-  assertThrows(() => parseExperimentArgs(["--dataset", "cifar10"], SPEC), UserError, "not available yet");
-  assertThrows(() => parseExperimentArgs(["--dataset", "svhn"], SPEC), UserError, 'got "svhn"');
+Deno.test("figure 2 CIFAR-10 quick preset reads the models of Figure 1's committed CIFAR-10 run", async () => {
+  const f1 = JSON.parse(await Deno.readTextFile(new URL("../figures/figure1_cifar10.results.json", import.meta.url)));
+  assertEquals(f1.preset, "quick");
+  for (const kind of ["natural", "adversarial"] as const) {
+    assertEquals(await configHash(trainConfigOf(CIFAR_DEFAULTS, kind)), f1.models[kind].hash, kind);
+  }
+});
+
+Deno.test("figure 2 command line: --dataset cifar10 takes CIFAR-10's defaults and presets; bad values are named", () => {
+  const cifar = (args: string[]) =>
+    parseExperimentArgs(["--dataset", "cifar10", ...args], specFor(["--dataset", "cifar10"]));
+  const q = cifar([]);
+  assert("config" in q);
+  assertEquals([q.config.dataset, q.config.eps, q.config.steps, q.config.stepSize, q.config.restarts], [
+    "cifar10",
+    8,
+    20,
+    2,
+    20,
+  ]);
+  const smoke = cifar(["--preset", "smoke"]);
+  assert("config" in smoke && smoke.config.units === 1 && smoke.config.steps === 2);
+  assertThrows(() => cifar(["--eps", "0.03"]), UserError, "[0,1]-scale");
+  assertThrows(() => cifar(["--resnet", "huge"]), UserError, "--resnet");
+  assertEquals(specFor(["--dataset=cifar10"]).defaults, CIFAR_DEFAULTS);
+  assertThrows(
+    () => parseExperimentArgs(["--dataset", "svhn"], specFor(["--dataset", "svhn"])),
+    UserError,
+    'got "svhn"',
+  );
+  assertThrows(() => parseExperimentArgs(["--eps", "8"], SPEC), UserError, "MNIST pixels");
   assertThrows(() => parseExperimentArgs(["--example", "10000"], SPEC), UserError, "--example");
   const ok = parseExperimentArgs(["--dataset", "mnist", "--preset", "smoke"], SPEC);
   assert("config" in ok && ok.config.dataset === "mnist" && ok.config.steps === SMOKE.steps);
+});
+
+Deno.test("figure 2 without --dataset: MNIST only, and why, when Figure 1's CIFAR-10 models are not cached", async () => {
+  const cacheDir = await Deno.makeTempDir();
+  const empty = await chooseDatasets(["--preset", "smoke", "--cache-dir", cacheDir], DATASETS);
+  assertEquals(empty.datasets, ["mnist"]);
+  assert(empty.why.includes("not trained in the cache") && empty.why.includes("deno task figure1 --dataset cifar10"));
+  assert(empty.why.includes(await modelDir(trainConfigOf(CIFAR_SMOKE, "adversarial"), cacheDir)), empty.why);
+  assertEquals((await chooseDatasets(["--dataset", "cifar10"], DATASETS)).datasets, ["cifar10"]);
+  assertEquals((await chooseDatasets(["--dataset=mnist"], DATASETS)).datasets, ["mnist"]);
+  const badEps = await chooseDatasets(["--eps", "0.1", "--cache-dir", cacheDir], DATASETS);
+  assertEquals(badEps.datasets, ["mnist"]);
+  assert(badEps.why.includes("do not fit cifar10"), badEps.why);
+  await Deno.remove(cacheDir, { recursive: true });
 });
 
 Deno.test("figure2 smoke preset end to end: curves, figure files, cache reuse, redraw, equal to plain PGD", async () => {
@@ -161,3 +286,78 @@ Deno.test("figure2 smoke preset end to end: curves, figure files, cache reuse, r
   await Deno.remove(cacheDir, { recursive: true });
   await Deno.remove(out, { recursive: true });
 });
+
+Deno.test("figure2 --dataset cifar10 smoke preset end to end on fixture data: curves, files, cache, plain PGD", () =>
+  onFastBackend(async () => {
+    const cacheDir = await Deno.makeTempDir();
+    const out = await Deno.makeTempDir();
+    const train = cifarFixture(64, 1), test = cifarFixture(16, 2);
+    const results = await run(CIFAR_SMOKE, { preset: "smoke", cacheDir, quiet: true, train, test });
+    assertEquals(results.dataset, "cifar10");
+    assertEquals(results.models.adversarial.train.method, "fgsm");
+    assertEquals(results.models.adversarial.train.eps, 8);
+    for (const kind of ["natural", "adversarial"] as const) {
+      const m = results.models[kind];
+      assertEquals(m.curves.length, CIFAR_SMOKE.restarts);
+      for (const c of m.curves) {
+        assertEquals(c.length, CIFAR_SMOKE.steps + 1);
+        assert(c.every((v) => Number.isFinite(v) && v >= 0));
+      }
+      assert(new Set(m.curves.map((c) => c[0])).size > 1, `${kind}: all restarts start with the same loss`);
+    }
+    assertEquals(results.example.label, test.labels[results.example.index]);
+    const written = await write(results, out);
+    assertEquals(written.map((p) => p.split("/").pop()), [
+      "figure2_cifar10.results.json",
+      "figure2_cifar10.vl.json",
+      "figure2_cifar10.svg",
+      "figure2_cifar10.png",
+      "figure2_cifar10.md",
+    ]);
+    const md = await Deno.readTextFile(`${out}/figure2_cifar10.md`);
+    assert(md.includes("Figure 2 (CIFAR-10)") && md.includes("ε = 8"), md);
+
+    // With the models cached, a run without --dataset would take CIFAR-10 too, and says so.
+    const both = await chooseDatasets(["--preset", "smoke", "--cache-dir", cacheDir], DATASETS);
+    assertEquals(both.datasets, ["mnist", "cifar10"]);
+    assert(both.why.includes("are cached"), both.why);
+    const retrain = await chooseDatasets(["--preset", "smoke", "--cache-dir", cacheDir, "--retrain"], DATASETS);
+    assertEquals(retrain.datasets, ["mnist"]);
+
+    // A second run reuses both cached models (no training data at all), holds no tensors and gives the same curves.
+    const before = tf.memory().numTensors;
+    const again = await run(CIFAR_SMOKE, { preset: "smoke", cacheDir, quiet: true, test });
+    assertEquals(tf.memory().numTensors, before);
+    assert(again.models.natural.fromCache && again.models.adversarial.fromCache);
+    assertEquals(again.models.adversarial.curves, results.models.adversarial.curves);
+
+    // The last recorded loss of each restart is the final loss of a plain PGD run with the same seed, in [0, 255].
+    for (const kind of ["natural", "adversarial"] as const) {
+      const t = await trainModel(trainConfigOf(CIFAR_SMOKE, kind), { data: train, cacheDir, quiet: true });
+      assert(t.fromCache);
+      const { x, y } = gather(test, Array(CIFAR_SMOKE.restarts).fill(results.example.index));
+      const plain = await pgd(t.model, x, y, {
+        eps: CIFAR_SMOKE.eps,
+        steps: CIFAR_SMOKE.steps,
+        stepSize: CIFAR_SMOKE.stepSize,
+        range: [0, 255],
+        restarts: 1,
+        seed: results.attackSeed,
+      });
+      assertEquals(
+        results.models[kind].curves.map((c) => c[CIFAR_SMOKE.steps]),
+        Array.from(plain.finalLosses[0]),
+        kind,
+      );
+      tf.dispose([plain.adv, x, y]);
+      t.model.dispose();
+    }
+
+    // The figures task redraws from the results alone.
+    const svg = await Deno.readTextFile(`${out}/figure2_cifar10.svg`);
+    await Deno.remove(`${out}/figure2_cifar10.svg`);
+    await redrawAll(out);
+    assertEquals(await Deno.readTextFile(`${out}/figure2_cifar10.svg`), svg);
+    await Deno.remove(cacheDir, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }));

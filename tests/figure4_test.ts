@@ -1,24 +1,34 @@
 import { assert, assertEquals, assertSnapshot, assertThrows } from "./assert.ts";
-import { loadMnist, parseExperimentArgs, tf, UserError } from "../mod.ts";
+import { loadMnist, parseExperimentArgs, tf, type TrainConfig, UserError } from "../mod.ts";
 import {
+  aroundDrops,
   blockMeans,
+  CIFAR_DEFAULTS,
+  CIFAR_PRESETS,
+  DATASETS,
   DEFAULTS,
   figure,
+  lrDrops,
   movingAverage,
   PRESETS,
   type Results,
   run,
   SPEC,
+  specFor,
   table,
   trainConfigOf,
   write,
 } from "../experiments/figure4.ts";
 import * as figure1 from "../experiments/figure1.ts";
 import { redrawAll } from "../experiments/figures.ts";
+import { chooseDatasets } from "../lib/experiment.ts";
+import { configHash } from "../lib/hash.ts";
+import { cifarFixture, onFastBackend } from "./fixtures/cifar_data.ts";
 
 await tf.setBackend("cpu");
 
 const SMOKE = { ...DEFAULTS, ...PRESETS.smoke };
+const CIFAR_SMOKE = { ...CIFAR_DEFAULTS, ...CIFAR_PRESETS.smoke };
 
 /** A results object with a fixed, decreasing loss history of `steps` steps per model. */
 function fixture(steps = { natural: 40, adversarial: 60 }, maxPoints = DEFAULTS.maxPoints): Results {
@@ -63,8 +73,90 @@ function fixture(steps = { natural: 40, adversarial: 60 }, maxPoints = DEFAULTS.
   };
 }
 
+/**
+ * The CIFAR-10 counterpart: momentum SGD with the learning rate /10 at 50% and
+ * /100 at 75% of the steps, the adversarial model on FGSM from a random start,
+ * and a loss that falls at each decrease.
+ */
+function cifarFixtureResults(steps = { natural: 40, adversarial: 24 }): Results {
+  const r = fixture(steps);
+  const train = (n: number, method: "natural" | "fgsm"): TrainConfig => ({
+    dataset: "cifar10",
+    model: { filters: [16, 16, 32, 64], units: 5 },
+    method,
+    eps: 8,
+    attackSteps: 1,
+    attackStepSize: 10,
+    randomStart: true,
+    optimizer: "sgd",
+    lr: 0.1,
+    lrBoundaries: [Math.round(n / 2), Math.round(n * 3 / 4)],
+    lrValues: [0.01, 0.001],
+    weightDecay: 0.0002,
+    augment: true,
+    batch: 128,
+    steps: n,
+    trainExamples: 50000,
+    seed: 0,
+  });
+  const history = (n: number, top: number) =>
+    Array.from({ length: n }, (_, i) => top - 0.2 * (i >= n / 2 ? 1 : 0) - 0.1 * (i >= n * 3 / 4 ? 1 : 0) - i / n / 10);
+  return {
+    ...r,
+    dataset: "cifar10",
+    config: { ...CIFAR_SMOKE, smooth: 3, maxPoints: DEFAULTS.maxPoints },
+    models: {
+      natural: { ...r.models.natural, train: train(steps.natural, "natural"), loss: history(steps.natural, 1.6) },
+      adversarial: {
+        ...r.models.adversarial,
+        train: train(steps.adversarial, "fgsm"),
+        loss: history(steps.adversarial, 2.3),
+      },
+    },
+  };
+}
+
 Deno.test("figure 4 spec snapshot", async () => {
   await assertSnapshot("figure4_spec.json", figure(fixture()));
+});
+
+Deno.test("figure 4 CIFAR-10 spec snapshot: FGSM examples named, learning-rate decreases drawn", async () => {
+  const spec = figure(cifarFixtureResults());
+  await assertSnapshot("figure4_cifar10_spec.json", spec);
+  const rules = (spec as unknown as { layer: { data: { values: { step: number }[] } }[] }).layer[2].data.values;
+  assertEquals(rules.map((r) => r.step), [20, 30, 12, 18]);
+});
+
+Deno.test("figure 4 CIFAR-10 table: the drops at the learning-rate decreases, CIFAR-10 wording", () => {
+  const md = table(cifarFixtureResults());
+  for (
+    const s of [
+      "# Figure 4 (CIFAR-10)",
+      "figure4_cifar10.png",
+      "decreases consistently",
+      "correspond to decreases in the step size",
+      "step 12 (lr 0.1 → 0.01): ",
+      "FGSM step 10 from a random start (ε 8), momentum SGD, lr 0.1 → 0.01 → 0.001 at steps 12, 18",
+      "FGSM examples",
+      "pad-4 crop and flip",
+    ]
+  ) {
+    assert(md.includes(s), `table lacks "${s}"`);
+  }
+  for (const s of ["MNIST", "PGD examples", "ε 0.3"]) assert(!md.includes(s), `table has "${s}"`);
+});
+
+Deno.test("learning-rate decreases and the mean loss on either side of each", () => {
+  const r = cifarFixtureResults();
+  assertEquals(lrDrops(r.models.natural.train), [{ step: 20, from: 0.1, to: 0.01 }, {
+    step: 30,
+    from: 0.01,
+    to: 0.001,
+  }]);
+  const d = aroundDrops(r.models.natural, 4);
+  assertEquals(d.length, 2);
+  assert(Math.abs(d[0].before - d[0].after - 0.2) < 0.02, JSON.stringify(d[0]));
+  assertEquals(lrDrops({ ...r.models.natural.train, lrBoundaries: undefined }), []);
 });
 
 Deno.test("figure 4 table states the paper's claim beside the numbers", () => {
@@ -93,16 +185,35 @@ Deno.test("block means and moving average", () => {
   assertEquals(movingAverage([2, 4, 6, 8], 1), [2, 4, 6, 8]);
 });
 
-Deno.test("figure 4 reads Figure 1's models for every preset; cifar10 is refused as not built yet", () => {
+Deno.test("figure 4 reads Figure 1's models for every preset and dataset; --dataset cifar10 takes its presets", () => {
   for (const preset of ["quick", "paper", "smoke"]) {
-    const c4 = { ...DEFAULTS, ...(preset === "quick" ? {} : PRESETS[preset]) };
-    const c1 = { ...figure1.DEFAULTS, ...(preset === "quick" ? {} : figure1.PRESETS[preset]) };
-    for (const kind of ["natural", "adversarial"] as const) {
-      assertEquals(trainConfigOf(c4, kind), figure1.trainConfig(c1, kind), `${preset} ${kind}`);
+    const pick = <T>(d: T, p: Record<string, Partial<T>>) => ({ ...d, ...(preset === "quick" ? {} : p[preset]) });
+    for (
+      const [c4, c1] of [
+        [pick(DEFAULTS, PRESETS), pick(figure1.DEFAULTS, figure1.PRESETS)],
+        [pick(CIFAR_DEFAULTS, CIFAR_PRESETS), pick(figure1.CIFAR_DEFAULTS, figure1.CIFAR_PRESETS)],
+      ] as const
+    ) {
+      for (const kind of ["natural", "adversarial"] as const) {
+        assertEquals(trainConfigOf(c4, kind), figure1.trainConfig(c1, kind), `${c4.dataset} ${preset} ${kind}`);
+      }
     }
   }
-  assertThrows(() => parseExperimentArgs(["--dataset", "cifar10"], SPEC), UserError, "not available yet");
+  const cifar = (args: string[]) =>
+    parseExperimentArgs(["--dataset", "cifar10", ...args], specFor(["--dataset", "cifar10"]));
+  const q = cifar([]);
+  assert("config" in q && q.config.dataset === "cifar10" && q.config.eps === 8 && q.config.advSteps === 250);
+  assertThrows(() => cifar(["--eps", "0.03"]), UserError, "[0,1]-scale");
+  assertThrows(() => parseExperimentArgs(["--dataset", "svhn"], SPEC), UserError, 'got "svhn"');
   assertThrows(() => parseExperimentArgs(["--smooth", "0"], SPEC), UserError, "--smooth");
+});
+
+Deno.test("figure 4 CIFAR-10 quick preset reads the histories of Figure 1's committed CIFAR-10 models", async () => {
+  const f1 = JSON.parse(await Deno.readTextFile(new URL("../figures/figure1_cifar10.results.json", import.meta.url)));
+  assertEquals(f1.preset, "quick");
+  for (const kind of ["natural", "adversarial"] as const) {
+    assertEquals(await configHash(trainConfigOf(CIFAR_DEFAULTS, kind)), f1.models[kind].hash, kind);
+  }
 });
 
 Deno.test("figure4 smoke run after figure1's smoke run trains nothing; files and redraw", async () => {
@@ -157,3 +268,50 @@ Deno.test("figure4 with an empty cache trains as Figure 1 would, then reads the 
   assertEquals(again.models.natural.loss, first.models.natural.loss);
   await Deno.remove(cacheDir, { recursive: true });
 });
+
+Deno.test("figure4 --dataset cifar10 smoke after figure1's: histories from the cache, no data read, files", () =>
+  onFastBackend(async () => {
+    const cacheDir = await Deno.makeTempDir();
+    const out = await Deno.makeTempDir();
+    const f1 = await figure1.run({ ...figure1.CIFAR_DEFAULTS, ...figure1.CIFAR_PRESETS.smoke }, {
+      preset: "smoke",
+      cacheDir,
+      quiet: true,
+      train: cifarFixture(64, 1),
+      test: cifarFixture(16, 2),
+    });
+    const before = await chooseDatasets(["--preset", "smoke", "--cache-dir", cacheDir], DATASETS);
+    assertEquals(before.datasets, ["mnist", "cifar10"]);
+    // No training data is given and the data folder does not exist: cached models need none.
+    const results = await run({ ...CIFAR_SMOKE, dataDir: `${cacheDir}/no-such-folder` }, {
+      preset: "smoke",
+      cacheDir,
+      quiet: true,
+    });
+    assertEquals(results.dataset, "cifar10");
+    for (const kind of ["natural", "adversarial"] as const) {
+      const m = results.models[kind];
+      assert(m.fromCache, `${kind} was trained again`);
+      assertEquals(m.hash, f1.models[kind].hash);
+      assertEquals(m.steps, kind === "natural" ? CIFAR_SMOKE.naturalSteps : CIFAR_SMOKE.advSteps);
+      assertEquals(m.loss.length, m.steps);
+      assert(m.loss.every((v) => Number.isFinite(v) && v > 0));
+    }
+    assertEquals(results.models.adversarial.train.method, "fgsm");
+    const written = await write(results, out);
+    assertEquals(written.map((p) => p.split("/").pop()), [
+      "figure4_cifar10.results.json",
+      "figure4_cifar10.vl.json",
+      "figure4_cifar10.svg",
+      "figure4_cifar10.png",
+      "figure4_cifar10.md",
+    ]);
+    const md = await Deno.readTextFile(`${out}/figure4_cifar10.md`);
+    assert(md.includes("Figure 4 (CIFAR-10)") && md.includes("from the cache"), md);
+    const svg = await Deno.readTextFile(`${out}/figure4_cifar10.svg`);
+    await Deno.remove(`${out}/figure4_cifar10.svg`);
+    await redrawAll(out);
+    assertEquals(await Deno.readTextFile(`${out}/figure4_cifar10.svg`), svg);
+    await Deno.remove(cacheDir, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }));
