@@ -29,9 +29,15 @@
  * warm-up). A measurement that throws (wasm training without its gradient
  * kernels, say) reports null.
  *
- *   deno run --allow-read --allow-env --allow-ffi tests/bench.ts --backend native --seconds 5
- *   deno run --allow-read --allow-env --allow-ffi tests/bench.ts --backend all
+ *   deno run --allow-read --allow-env --allow-ffi --allow-run=cc --allow-write=.cache tests/bench.ts --backend native
+ *   deno run --allow-read --allow-env --allow-ffi --allow-run=cc --allow-write=.cache tests/bench.ts --backend all
  *
+ * `--backend webgpu` measures TF.js's WebGPU backend where a WebGPU adapter
+ * exists (a backend that cannot start is skipped with a line on stderr).
+ *
+ * --allow-run=cc and --allow-write=.cache let the native backend compile its
+ * loops and oneDNN bindings on first use (without them it runs its TypeScript
+ * loops and im2col convolutions, and says so on stderr).
  * --allow-ffi is for the native backend (system OpenBLAS; all that
  * `--backend native` or `cpu` needs); --allow-read for the wasm binaries;
  * --allow-env lets BLAS_LIBRARY choose the library. OpenBLAS threads follow
@@ -57,9 +63,10 @@ import { parseArgs } from "node:util";
 import { mnistNet, MODEL_A } from "../lib/models.ts";
 import { Adam, Momentum, type Optimizer } from "../lib/optim.ts";
 import { cifarResNet, decayedWeights, RESNET_SIMPLE } from "../lib/resnet.ts";
-import { registerNativeBackend } from "../lib/native.ts";
+import { compiledReason, dnnlReason, registerNativeBackend } from "../lib/native.ts";
 import { tf, tfl } from "../lib/tf.ts";
 import { registerWasmBackend } from "../lib/wasm.ts";
+import { registerWebgpuBackend, webgpuAdapterInfo } from "../lib/webgpu.ts";
 
 /** One benchmarked net: how to build it, its inputs, batches, attack and optimiser. */
 export interface BenchModel {
@@ -114,9 +121,10 @@ export interface Config {
   peer: boolean; // also run the PyTorch peer, alternating, and print ratios
   rounds: number; // rounds of the peer comparison
   peerThreads: number; // torch threads of the peer
+  webgpuNamed: boolean; // --backend named webgpu (then a software adapter is measured too)
 }
 
-const BACKENDS = ["native", "cpu", "wasm"] as const;
+const BACKENDS = ["native", "cpu", "wasm", "webgpu"] as const;
 type Backend = typeof BACKENDS[number];
 
 export const DEFAULTS: Config = {
@@ -127,6 +135,7 @@ export const DEFAULTS: Config = {
   peer: false,
   rounds: 2,
   peerThreads: 2,
+  webgpuNamed: false,
 };
 
 /** One JSON line of output. */
@@ -141,9 +150,11 @@ export interface BenchResult {
 }
 
 const USAGE = `usage: deno task bench [options]
-   or: deno run --allow-read --allow-env --allow-ffi [--allow-run=deno,python3,/usr/bin/python3] tests/bench.ts [options]
+   or: deno run --allow-read --allow-env --allow-ffi --allow-run=cc --allow-write=.cache [--allow-run=cc,deno,python3,/usr/bin/python3] tests/bench.ts [options]
 
-  --backend native|cpu|wasm|all   backend(s) to measure (default native; a comma list such as native,wasm)
+  --backend native|cpu|wasm|webgpu|all
+                                  backend(s) to measure (default native; a comma list such as native,wasm;
+                                  all: those that load here, webgpu only on a hardware adapter)
   --model mnist_a|cifar_resnet|all
                                   net(s) to measure (default all; a comma list)
   --seconds N                     timed seconds per measurement (default 5)
@@ -178,9 +189,11 @@ function parse(args: string[]): Config | "help" {
   if (values.backend !== undefined) {
     const b = values.backend;
     const names = b.split(",");
-    if (b === "all") config.backends = [...BACKENDS];
-    else if (names.every((n) => (BACKENDS as readonly string[]).includes(n))) config.backends = names as Backend[];
-    else throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, a comma list of them, or all, got "${b}"`);
+    if (b === "all") config.backends = ["native", "cpu", "wasm", "webgpu"];
+    else if (names.every((n) => (BACKENDS as readonly string[]).includes(n))) {
+      config.backends = names as Backend[];
+      config.webgpuNamed = names.includes("webgpu");
+    } else throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, a comma list of them, or all, got "${b}"`);
   }
   if (values.model !== undefined) {
     const m = values.model;
@@ -245,13 +258,23 @@ function oneHot(batch: number, seed: number): tf.Tensor2D {
   return tf.tidy(() => tf.oneHot(tf.randomUniform([batch], 0, 10, "int32", seed), 10) as tf.Tensor2D);
 }
 
-async function useBench(backend: Backend): Promise<void> {
+async function useBench(backend: Backend, config: Config): Promise<void> {
   if (backend === "native") {
     const r = await registerNativeBackend();
     if (!r.ok) throw new Error(`native backend cannot load: ${r.reason}`);
-    console.error(`native: BLAS ${r.path}`);
+    const conv = dnnlReason ? `im2col convolutions (no oneDNN: ${dnnlReason})` : "oneDNN convolutions";
+    const loops = compiledReason ? `TypeScript loops (${compiledReason})` : "compiled loops";
+    console.error(`native: BLAS ${r.path}, ${conv}, ${loops}`);
   } else if (backend === "wasm") {
     await registerWasmBackend();
+  } else if (backend === "webgpu") {
+    const adapter = await webgpuAdapterInfo();
+    if (!adapter.available) throw new Error("no WebGPU adapter");
+    if (adapter.fallback && !config.webgpuNamed) {
+      throw new Error(`only a software adapter (${adapter.description}); name --backend webgpu to measure it anyway`);
+    }
+    console.error(`webgpu: ${adapter.description}${adapter.fallback ? " (a software fallback adapter)" : ""}`);
+    await registerWebgpuBackend();
   }
   if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} failed to start`);
   await tf.ready();
@@ -496,10 +519,18 @@ export async function main(args: string[]): Promise<void> {
     }
     return;
   }
+  let measured = 0;
   for (const backend of config.backends) {
-    await useBench(backend);
+    try {
+      await useBench(backend, config);
+    } catch (err) {
+      console.error(`${backend}: skipped (${err instanceof Error ? err.message : err})`);
+      continue;
+    }
     for (const name of config.models) console.log(JSON.stringify(await measure(backend, MODELS[name], config)));
+    measured++;
   }
+  if (measured === 0) Deno.exit(1);
 }
 
 if (import.meta.main) await main(Deno.args);

@@ -1,0 +1,64 @@
+/**
+ * `deno task bench` runs end to end: one JSON line per backend and net with
+ * the documented fields (no speed is asserted: speeds belong to the bench, not
+ * to tests), and a bad flag is an error that names it, with exit code 2.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { loadBlas } from "../lib/blas.ts";
+
+const bench = fileURLToPath(new URL("./bench.ts", import.meta.url));
+const config = fileURLToPath(new URL("../deno.json", import.meta.url));
+
+async function run(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      "--allow-ffi",
+      "--allow-run=cc",
+      "--allow-write",
+      "--config",
+      config,
+      bench,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+Deno.test({
+  name: "bench: one JSON line per net on native (MNIST model A and the CIFAR ResNet), no tensor growth",
+  ignore: !loadBlas().ok,
+  fn: async () => {
+    const r = await run(["--backend", "native", "--model", "all", "--seconds", "0.01"]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => [l.backend, l.model]), [["native", "mnist_a"], ["native", "cifar_resnet"]]);
+    for (const l of lines) {
+      for (const k of ["forward", "pgd_step", "train", "rss_mb"]) assert.ok(l[k] > 0, `${l.model} ${k}: ${l[k]}`);
+      assert.equal(l.num_tensors_growth, 0, `${l.model} leaks tensors`);
+    }
+  },
+});
+
+Deno.test("bench: a bad flag is an error naming it (then the usage), exit code 2, nothing measured", async () => {
+  for (
+    const [args, says] of [
+      [["--model", "resnet50"], "--model must be one of mnist_a, cifar_resnet"],
+      [["--backend", "tpu"], "--backend must be one of"],
+      [["--seconds", "0"], "--seconds must be a positive number"],
+      [["--rounds", "2"], "--rounds and --peer-threads only apply with --peer"],
+    ] as const
+  ) {
+    const r = await run([...args]);
+    assert.equal(r.code, 2, `${args.join(" ")}: exit ${r.code}`);
+    assert.ok(r.stderr.split("\n")[0].includes(says), `${args.join(" ")}: ${r.stderr.split("\n")[0]}`);
+    assert.equal(r.stdout, "");
+  }
+});
