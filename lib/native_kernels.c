@@ -109,30 +109,33 @@ static inline void leaky_row(const float *restrict r, float *restrict o, const f
 /* Rows per block of the batch-norm loops: sums run in float within a block (vectorised), in double across blocks. */
 enum { BN_BLOCK = 64 };
 
-/* Per-channel sums of x and x² (or of d and d·x̂ for the gradient) over n rows, split across threads. */
-static void channel_sums(const float *x, int n, int C, double *sum, double *sq) {
-  const long blocks = (n + BN_BLOCK - 1) / BN_BLOCK;
-  for (int c = 0; c < C; c++) sum[c] = sq[c] = 0;
-#pragma omp parallel
-  {
-    double ls[C], lq[C];
-    float fs[C], fq[C];
-    for (int c = 0; c < C; c++) ls[c] = lq[c] = 0;
-#pragma omp for schedule(static)
-    for (long b = 0; b < blocks; b++) {
-      const long i0 = b * BN_BLOCK, i1 = i0 + BN_BLOCK < n ? i0 + BN_BLOCK : n;
-      for (int c = 0; c < C; c++) fs[c] = fq[c] = 0;
-      for (long i = i0; i < i1; i++) {
-        const float *r = x + i * C;
-        for (int c = 0; c < C; c++) {
-          fs[c] += r[c];
-          fq[c] += r[c] * r[c];
-        }
-      }
-      for (int c = 0; c < C; c++) ls[c] += fs[c], lq[c] += fq[c];
-    }
-#pragma omp critical
-    for (int c = 0; c < C; c++) sum[c] += ls[c], sq[c] += lq[c];
+/*
+ * Per-channel sums s1[c], s2[c] (double[C]) over rows i < n, where ROW adds row i's terms into fs[c], fq[c]:
+ * in float within blocks of BN_BLOCK rows (vectorised), in double across blocks; the blocks split across threads.
+ */
+#define ADV_BLOCK_SUMS(n, C, s1, s2, ROW)                                                        \
+  do {                                                                                           \
+    const long blocks_ = ((long)(n) + BN_BLOCK - 1) / BN_BLOCK;                                  \
+    for (int c = 0; c < (C); c++) (s1)[c] = (s2)[c] = 0;                                         \
+    _Pragma("omp parallel") {                                                                    \
+      double ls[C], lq[C];                                                                       \
+      float fs[C], fq[C];                                                                        \
+      for (int c = 0; c < (C); c++) ls[c] = lq[c] = 0;                                           \
+      _Pragma("omp for schedule(static)") for (long b = 0; b < blocks_; b++) {                   \
+        const long i0 = b * BN_BLOCK, i1 = i0 + BN_BLOCK < (n) ? i0 + BN_BLOCK : (n);            \
+        for (int c = 0; c < (C); c++) fs[c] = fq[c] = 0;                                         \
+        for (long i = i0; i < i1; i++) ROW;                                                      \
+        for (int c = 0; c < (C); c++) ls[c] += fs[c], lq[c] += fq[c];                            \
+      }                                                                                          \
+      _Pragma("omp critical") for (int c = 0; c < (C); c++) (s1)[c] += ls[c], (s2)[c] += lq[c]; \
+    }                                                                                            \
+  } while (0)
+
+/* One row of the batch statistics: running sums of x and x². */
+static inline void sum_row(const float *restrict r, float *restrict fs, float *restrict fq, int C) {
+  for (int c = 0; c < C; c++) {
+    fs[c] += r[c];
+    fq[c] += r[c] * r[c];
   }
 }
 
@@ -141,7 +144,7 @@ void adv_bn_act_train(const float *x, float *y, const float *gamma, const float 
                       int n, int C, float eps, float alpha) {
   double sum[C], sq[C];
   float mul[C], add[C];
-  channel_sums(x, n, C, sum, sq);
+  ADV_BLOCK_SUMS(n, C, sum, sq, sum_row(x + i * C, fs, fq, C));
   for (int c = 0; c < C; c++) {
     const double m = n ? sum[c] / n : 0;
     double v = n ? sq[c] / n - m * m : 0;
@@ -186,25 +189,8 @@ void adv_bn_act_grad(const float *dy, const float *x, const float *gamma, const 
   float inv[C], k[C], m1[C], m2[C];
   for (int c = 0; c < C; c++) inv[c] = 1.0f / sqrtf(var[c] + eps);
   /* pass 1: d = dy · leaky'(z) into dx; per-channel Σd and Σd·x̂ */
-  const long blocks = (n + BN_BLOCK - 1) / BN_BLOCK;
   double sdz[C], sdzx[C];
-  for (int c = 0; c < C; c++) sdz[c] = sdzx[c] = 0;
-#pragma omp parallel
-  {
-    double ls[C], lq[C];
-    float fs[C], fq[C];
-    for (int c = 0; c < C; c++) ls[c] = lq[c] = 0;
-#pragma omp for schedule(static)
-    for (long b = 0; b < blocks; b++) {
-      const long i0 = b * BN_BLOCK, i1 = i0 + BN_BLOCK < n ? i0 + BN_BLOCK : n;
-      for (int c = 0; c < C; c++) fs[c] = fq[c] = 0;
-      for (long i = i0; i < i1; i++)
-        leaky_grad_row(x + i * C, dy + i * C, dx + i * C, mean, inv, gamma, beta, fs, fq, C, alpha);
-      for (int c = 0; c < C; c++) ls[c] += fs[c], lq[c] += fq[c];
-    }
-#pragma omp critical
-    for (int c = 0; c < C; c++) sdz[c] += ls[c], sdzx[c] += lq[c];
-  }
+  ADV_BLOCK_SUMS(n, C, sdz, sdzx, leaky_grad_row(x + i * C, dy + i * C, dx + i * C, mean, inv, gamma, beta, fs, fq, C, alpha));
   for (int c = 0; c < C; c++) {
     dgamma[c] = (float)sdzx[c];
     dbeta[c] = (float)sdz[c];
@@ -240,25 +226,8 @@ static inline void infer_grad_row(const float *restrict r, const float *restrict
 /* Gradients of adv_bn_act_infer with respect to x, gamma and beta (the statistics are constants). */
 void adv_bn_act_infer_grad(const float *dy, const float *x, const float *mul, const float *add, const float *mean,
                            const float *inv, float *dx, float *dgamma, float *dbeta, int n, int C, float alpha) {
-  const long blocks = (n + BN_BLOCK - 1) / BN_BLOCK;
   double sd[C], sdx[C];
-  for (int c = 0; c < C; c++) sd[c] = sdx[c] = 0;
-#pragma omp parallel
-  {
-    double ls[C], lq[C];
-    float fs[C], fq[C];
-    for (int c = 0; c < C; c++) ls[c] = lq[c] = 0;
-#pragma omp for schedule(static)
-    for (long b = 0; b < blocks; b++) {
-      const long i0 = b * BN_BLOCK, i1 = i0 + BN_BLOCK < n ? i0 + BN_BLOCK : n;
-      for (int c = 0; c < C; c++) fs[c] = fq[c] = 0;
-      for (long i = i0; i < i1; i++)
-        infer_grad_row(x + i * C, dy + i * C, dx + i * C, mul, add, mean, inv, fs, fq, C, alpha);
-      for (int c = 0; c < C; c++) ls[c] += fs[c], lq[c] += fq[c];
-    }
-#pragma omp critical
-    for (int c = 0; c < C; c++) sd[c] += ls[c], sdx[c] += lq[c];
-  }
+  ADV_BLOCK_SUMS(n, C, sd, sdx, infer_grad_row(x + i * C, dy + i * C, dx + i * C, mul, add, mean, inv, fs, fq, C, alpha));
   for (int c = 0; c < C; c++) dgamma[c] = (float)sdx[c], dbeta[c] = (float)sd[c];
 }
 
