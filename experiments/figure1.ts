@@ -212,6 +212,24 @@ export const PRESETS: Record<string, Partial<Config>> = {
   },
 };
 
+/** Help of the flags that set the models' training, shared by the experiments that reuse Figure 1's models. */
+export const TRAIN_HELP = {
+  conv1: "MNIST filters of conv 1",
+  conv2: "MNIST filters of conv 2",
+  fc: "MNIST units of the FC layer",
+  resnet: "CIFAR-10 ResNet: simple or wide",
+  units: "CIFAR-10 residual units per stage",
+  lr: "learning rate (MNIST Adam; CIFAR-10 momentum SGD, /10 at 50%, /100 at 75%)",
+  weightDecay: "CIFAR-10 weight decay on kernels",
+  trainMethod: "training adversary: pgd or fgsm (one step from a random start)",
+  batch: "training batch size",
+  naturalSteps: "training steps, natural model",
+  advSteps: "training steps, adversarial model",
+  trainAttackSteps: "PGD steps of the training adversary",
+  trainAttackStepSize: "PGD step size of the training adversary",
+  trainExamples: "training examples used",
+};
+
 /** The command line of this experiment. */
 export const SPEC: ExperimentSpec<Config> = {
   name: "figure1",
@@ -228,21 +246,8 @@ export const SPEC: ExperimentSpec<Config> = {
     examples: "random test examples",
     evalExamples: "test examples for accuracy",
     evalSteps: "PGD iterations for accuracy",
-    conv1: "filters of conv 1",
-    conv2: "filters of conv 2",
-    fc: "units of the FC layer",
-    resnet: "CIFAR-10 ResNet: simple or wide",
-    units: "CIFAR-10 residual units per stage",
-    lr: "learning rate (MNIST Adam; CIFAR-10 momentum SGD, /10 at 50%, /100 at 75%)",
-    weightDecay: "CIFAR-10 weight decay on kernels",
-    trainMethod: "training adversary: pgd or fgsm (one step from a random start)",
+    ...TRAIN_HELP,
     dataDir: "CIFAR-10 binary folder (default: CIFAR10_DIR, then the cache)",
-    batch: "training batch size",
-    naturalSteps: "training steps, natural model",
-    advSteps: "training steps, adversarial model",
-    trainAttackSteps: "PGD steps of the training adversary",
-    trainAttackStepSize: "PGD step size of the training adversary",
-    trainExamples: "training examples used",
     seed: "random seed",
   },
   validate(c) {
