@@ -188,7 +188,7 @@ export interface DnnlConv {
   path: string;
   /**
    * direction 0: out = conv(a = x, b = w); 1: out = dx from a = dy, b = w; 2: out = dw from a = x, b = dy.
-   * params: N H W C OH OW OC KH KW strideH strideW dilationH dilationW padTop padLeft padBottom padRight.
+   * params: H W C OH OW KH KW strideH strideW dilationH dilationW padTop padLeft (as im2col's), then N OC padBottom padRight.
    * Returns 0 on success, else a nonzero code (the caller then computes it another way).
    */
   conv(direction: 0 | 1 | 2, params: Int32Array, a: Float32Array, b: Float32Array, out: Float32Array): number;

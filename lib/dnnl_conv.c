@@ -14,7 +14,7 @@
 #include <string.h>
 
 enum { FWD = 0, BWD_DATA = 1, BWD_WEIGHTS = 2 };
-enum { NP = 17 }; /* N H W C OH OW OC KH KW sh sw dh dw pt pl pb pr */
+enum { NP = 17 }; /* H W C OH OW KH KW sh sw dh dw pt pl (im2col's, lib/native_kernels.c), then N OC pb pr */
 
 /* One argument of the convolution: the caller's plain tensor, oneDNN's chosen
  * layout of it, and the reorder between them when they differ. */
@@ -79,10 +79,10 @@ static void reorder(arg_t *a, int input) {
 
 static int build(entry_t *e) {
   const int *p = e->p;
-  const dnnl_dims_t src = {p[0], p[3], p[1], p[2]}, dst = {p[0], p[6], p[4], p[5]};
-  const dnnl_dims_t wei = {p[6], p[3], p[7], p[8]};
-  const dnnl_dims_t strides = {p[9], p[10]}, dilates = {p[11] - 1, p[12] - 1};
-  const dnnl_dims_t padL = {p[13], p[14]}, padR = {p[15], p[16]};
+  const dnnl_dims_t src = {p[13], p[2], p[0], p[1]}, dst = {p[13], p[14], p[3], p[4]};
+  const dnnl_dims_t wei = {p[14], p[2], p[5], p[6]};
+  const dnnl_dims_t strides = {p[7], p[8]}, dilates = {p[9] - 1, p[10] - 1};
+  const dnnl_dims_t padL = {p[11], p[12]}, padR = {p[15], p[16]};
   dnnl_memory_desc_t srcPlain, dstPlain, weiPlain, weiAny;
   if (dnnl_memory_desc_init_by_tag(&srcPlain, 4, src, dnnl_f32, dnnl_nhwc) ||
       dnnl_memory_desc_init_by_tag(&dstPlain, 4, dst, dnnl_f32, dnnl_nhwc) ||
@@ -165,7 +165,7 @@ int adv_dnnl_init(void) {
  * kind 0: out = conv(a = x [N,H,W,C], b = w [KH,KW,C,OC]) [N,OH,OW,OC];
  * kind 1: out = dx [N,H,W,C] from a = dy [N,OH,OW,OC], b = w;
  * kind 2: out = dw [KH,KW,C,OC] from a = x, b = dy.
- * p: N H W C OH OW OC KH KW strideH strideW dilationH dilationW padTop padLeft padBottom padRight
+ * p: H W C OH OW KH KW strideH strideW dilationH dilationW padTop padLeft, then N OC padBottom padRight
  * (dilations as TF counts them, 1 = none). Returns 0 on success.
  */
 int adv_dnnl_conv(int kind, const int *p, float *a, float *b, float *out) {

@@ -454,21 +454,9 @@ export const dnnlCounts = { done: 0, declined: 0 };
 function viaDnnl(direction: 0 | 1 | 2, ci: ConvInfo, a: Float32Array, b: Float32Array, out: Float32Array): boolean {
   if (!dnnl || ci.batchSize === 0) return false;
   const p = Int32Array.of(
+    ...convParams(ci),
     ci.batchSize,
-    ci.inHeight,
-    ci.inWidth,
-    ci.inChannels,
-    ci.outHeight,
-    ci.outWidth,
     ci.outChannels,
-    ci.filterHeight,
-    ci.filterWidth,
-    ci.strideHeight,
-    ci.strideWidth,
-    ci.dilationHeight,
-    ci.dilationWidth,
-    ci.padInfo.top,
-    ci.padInfo.left,
     ci.padInfo.bottom,
     ci.padInfo.right,
   );
