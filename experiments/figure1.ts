@@ -403,14 +403,17 @@ export async function run(
     config.dataset === "cifar10"
       ? loadCifar10(split, { dataDir: config.dataDir || undefined, limit })
       : loadMnist(split, { limit });
-  const train = options.train ?? await load("train", config.trainExamples);
+  // The training split is read only if a model has to be trained (not when both are cached).
+  let train: Promise<Dataset> | undefined;
+  const trainData = () =>
+    train ??= options.train ? Promise.resolve(options.train) : load("train", config.trainExamples);
   const test = options.test ?? await load("test");
   const attack = { eps: config.eps, stepSize: config.stepSize, range: test.range };
   const models = {} as Results["models"];
   const trained = {} as Record<"natural" | "adversarial", tfl.LayersModel>;
   for (const kind of ["natural", "adversarial"] as const) {
     const t = await trainModel(trainConfig(config, kind), {
-      data: train,
+      data: trainData,
       cacheDir: options.cacheDir,
       retrain: options.retrain,
       quiet: options.quiet,

@@ -11,6 +11,7 @@ import {
   write,
 } from "../experiments/figure1.ts";
 import { redrawAll } from "../experiments/figures.ts";
+import { cifarFixture, onFastBackend } from "./fixtures/cifar_data.ts";
 
 await tf.setBackend("cpu");
 
@@ -144,53 +145,31 @@ Deno.test("figure1 smoke preset end to end: results, figure files, redraw", asyn
   await Deno.remove(out, { recursive: true });
 });
 
-Deno.test("figure1 --dataset cifar10 smoke preset end to end on fixture data", async () => {
-  const { parseCifarBatch } = await import("../lib/cifar10.ts");
-  const { CIFAR_DEFAULTS, CIFAR_PRESETS } = await import("../experiments/figure1.ts");
-  const { loadBlas } = await import("../lib/blas.ts");
-  if (loadBlas().ok) await (await import("../lib/native.ts")).registerNativeBackend();
-  await tf.setBackend(loadBlas().ok ? "native" : "cpu");
-  const fixture = (n: number, seed: number) => {
-    const bytes = new Uint8Array(n * 3073);
-    let s = seed;
-    for (let i = 0; i < bytes.length; i++) {
-      s = (s * 1103515245 + 12345) >>> 0;
-      bytes[i] = i % 3073 === 0 ? (s >>> 16) % 10 : (s >>> 16) & 255;
-    }
-    const b = parseCifarBatch(bytes, "fixture", { records: "any" });
-    return {
-      name: "cifar10",
-      images: b.images,
-      labels: b.labels,
-      n: b.n,
-      shape: [32, 32, 3],
-      range: [0, 255],
-    } as const;
-  };
-  const cacheDir = await Deno.makeTempDir();
-  const out = await Deno.makeTempDir();
-  const config = { ...CIFAR_DEFAULTS, ...CIFAR_PRESETS.smoke };
-  const train = {
-    ...fixture(64, 1),
-    shape: [32, 32, 3] as [number, number, number],
-    range: [0, 255] as [number, number],
-  };
-  const test = {
-    ...fixture(16, 2),
-    shape: [32, 32, 3] as [number, number, number],
-    range: [0, 255] as [number, number],
-  };
-  const results = await run(config, { preset: "smoke", cacheDir, quiet: true, train, test });
-  assertEquals(results.dataset, "cifar10");
-  assertEquals(results.models.adversarial.train.method, "fgsm");
-  assertEquals(results.models.natural.train.augment, true);
-  for (const e of results.examples) assert(e.losses.adversarial.every(Number.isFinite));
-  // The random starts of the geometry baseline live in [0, 255] pixels: distances scale with ε = 8.
-  assert(results.examples[0].randomGeometry.distance.mean > 100);
-  const written = await write(results, out);
-  assert(written.some((p) => p.endsWith("figure1_cifar10.png")));
-  assert((await Deno.readTextFile(`${out}/figure1_cifar10.md`)).includes("CIFAR-10"));
-  await tf.setBackend("cpu");
-  await Deno.remove(cacheDir, { recursive: true });
-  await Deno.remove(out, { recursive: true });
-});
+Deno.test("figure1 --dataset cifar10 smoke preset end to end on fixture data; cached, it reads no training data", () =>
+  onFastBackend(async () => {
+    const { CIFAR_DEFAULTS, CIFAR_PRESETS } = await import("../experiments/figure1.ts");
+    const cacheDir = await Deno.makeTempDir();
+    const out = await Deno.makeTempDir();
+    const config = { ...CIFAR_DEFAULTS, ...CIFAR_PRESETS.smoke };
+    const train = cifarFixture(64, 1), test = cifarFixture(16, 2);
+    const results = await run(config, { preset: "smoke", cacheDir, quiet: true, train, test });
+    assertEquals(results.dataset, "cifar10");
+    assertEquals(results.models.adversarial.train.method, "fgsm");
+    assertEquals(results.models.natural.train.augment, true);
+    for (const e of results.examples) assert(e.losses.adversarial.every(Number.isFinite));
+    // The random starts of the geometry baseline live in [0, 255] pixels: distances scale with ε = 8.
+    assert(results.examples[0].randomGeometry.distance.mean > 100);
+    const written = await write(results, out);
+    assert(written.some((p) => p.endsWith("figure1_cifar10.png")));
+    assert((await Deno.readTextFile(`${out}/figure1_cifar10.md`)).includes("CIFAR-10"));
+    // Both models cached: a second run must not touch the training split.
+    const untouchable = new Proxy(train, {
+      get: () => {
+        throw new Error("the training data was read although both models are cached");
+      },
+    });
+    const again = await run(config, { preset: "smoke", cacheDir, quiet: true, train: untouchable, test });
+    assert(again.models.natural.fromCache && again.models.adversarial.fromCache);
+    await Deno.remove(cacheDir, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }));
