@@ -117,6 +117,7 @@ export interface Config {
   backends: Backend[];
   models: ModelName[];
   seconds: number; // timed run per measurement
+  memorySteps: number; // training steps of the memory check (0: none)
   seed: number;
   peer: boolean; // also run the PyTorch peer, alternating, and print ratios
   rounds: number; // rounds of the peer comparison
@@ -131,6 +132,7 @@ export const DEFAULTS: Config = {
   backends: ["native"],
   models: [...MODEL_NAMES],
   seconds: 5,
+  memorySteps: 0,
   seed: 0,
   peer: false,
   rounds: 2,
@@ -147,6 +149,8 @@ export interface BenchResult {
   train: number | null;
   rss_mb: number;
   num_tensors_growth: number;
+  /** With --memory-steps N: resident memory and live tensors before and after N more training steps. */
+  memory?: { steps: number; rss_mb_before: number; rss_mb_after: number; num_tensors_growth: number };
 }
 
 const USAGE = `usage: deno task bench [options]
@@ -158,6 +162,8 @@ const USAGE = `usage: deno task bench [options]
   --model mnist_a|cifar_resnet|all
                                   net(s) to measure (default all; a comma list)
   --seconds N                     timed seconds per measurement (default 5)
+  --memory-steps N                after the timings, N more training steps per net, reporting
+                                  resident memory and live tensors before and after (default 0: none)
   --peer                          also measure PyTorch (tests/peer_torch.py), alternating
                                   with ours, each run its own process, and print the
                                   ratios of the medians (needs --allow-run and python3-torch)
@@ -178,6 +184,7 @@ function parse(args: string[]): Config | "help" {
       backend: { type: "string" },
       model: { type: "string" },
       seconds: { type: "string" },
+      "memory-steps": { type: "string" },
       peer: { type: "boolean" },
       rounds: { type: "string" },
       "peer-threads": { type: "string" },
@@ -202,6 +209,13 @@ function parse(args: string[]): Config | "help" {
     else if (names.every((n) => (MODEL_NAMES as readonly string[]).includes(n))) config.models = names as ModelName[];
     else throw new Error(`--model must be one of ${MODEL_NAMES.join(", ")}, a comma list of them, or all, got "${m}"`);
   }
+  if (values["memory-steps"] !== undefined) {
+    const n = Number(values["memory-steps"]);
+    if (!Number.isInteger(n) || n < 0) {
+      throw new Error(`--memory-steps must be a whole number, got "${values["memory-steps"]}"`);
+    }
+    config.memorySteps = n;
+  }
   if (values.seconds !== undefined) {
     const s = Number(values.seconds);
     if (!Number.isFinite(s) || s <= 0) {
@@ -218,6 +232,7 @@ function parse(args: string[]): Config | "help" {
   };
   config.rounds = count("rounds", values.rounds, config.rounds);
   config.peerThreads = count("peer-threads", values["peer-threads"], config.peerThreads);
+  if (config.peer && config.memorySteps > 0) throw new Error("--memory-steps does not apply with --peer");
   if (!config.peer && (values.rounds !== undefined || values["peer-threads"] !== undefined)) {
     throw new Error("--rounds and --peer-threads only apply with --peer");
   }
@@ -342,6 +357,21 @@ async function measure(backend: Backend, spec: BenchModel, config: Config): Prom
     num_tensors_growth: 0,
   };
   result.num_tensors_growth = growth;
+  if (config.memorySteps > 0) {
+    const mb = () => Math.round(Deno.memoryUsage().rss / 2 ** 20);
+    const tensors = tf.memory().numTensors, before = mb();
+    for (let i = 0; i < config.memorySteps; i++) {
+      const out = train();
+      await out.data();
+      out.dispose();
+    }
+    result.memory = {
+      steps: config.memorySteps,
+      rss_mb_before: before,
+      rss_mb_after: mb(),
+      num_tensors_growth: tf.memory().numTensors - tensors,
+    };
+  }
   tf.dispose([xf, x0, yp, xt, yt, lower, upper, xAdv]);
   optimizer.dispose();
   model.dispose();

@@ -36,13 +36,16 @@ Deno.test({
   name: "bench: one JSON line per net on native (MNIST model A and the CIFAR ResNet), no tensor growth",
   ignore: !loadBlas().ok,
   fn: async () => {
-    const r = await run(["--backend", "native", "--model", "all", "--seconds", "0.01"]);
+    const r = await run(["--backend", "native", "--model", "all", "--seconds", "0.01", "--memory-steps", "3"]);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
     assert.deepEqual(lines.map((l) => [l.backend, l.model]), [["native", "mnist_a"], ["native", "cifar_resnet"]]);
     for (const l of lines) {
       for (const k of ["forward", "pgd_step", "train", "rss_mb"]) assert.ok(l[k] > 0, `${l.model} ${k}: ${l[k]}`);
       assert.equal(l.num_tensors_growth, 0, `${l.model} leaks tensors`);
+      assert.equal(l.memory.steps, 3);
+      assert.equal(l.memory.num_tensors_growth, 0, `${l.model} leaks tensors over the memory steps`);
+      assert.ok(l.memory.rss_mb_before > 0 && l.memory.rss_mb_after > 0);
     }
   },
 });
@@ -54,6 +57,7 @@ Deno.test("bench: a bad flag is an error naming it (then the usage), exit code 2
       [["--backend", "tpu"], "--backend must be one of"],
       [["--seconds", "0"], "--seconds must be a positive number"],
       [["--rounds", "2"], "--rounds and --peer-threads only apply with --peer"],
+      [["--memory-steps", "1.5"], "--memory-steps must be a whole number"],
     ] as const
   ) {
     const r = await run([...args]);
