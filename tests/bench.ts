@@ -150,7 +150,7 @@ export interface BenchResult {
   rss_mb: number;
   num_tensors_growth: number;
   /** With --memory-steps N: resident memory and live tensors before and after N more training steps. */
-  memory?: { steps: number; rss_mb_before: number; rss_mb_after: number; num_tensors_growth: number };
+  memory?: { steps: number; rss_mb_before: number; rss_mb_quarters: number[]; num_tensors_growth: number };
 }
 
 const USAGE = `usage: deno task bench [options]
@@ -162,8 +162,8 @@ const USAGE = `usage: deno task bench [options]
   --model mnist_a|cifar_resnet|all
                                   net(s) to measure (default all; a comma list)
   --seconds N                     timed seconds per measurement (default 5)
-  --memory-steps N                after the timings, N more training steps per net, reporting
-                                  resident memory and live tensors before and after (default 0: none)
+  --memory-steps N                after the timings, N more training steps per net, reporting resident
+                                  memory before and after each quarter, and live tensors (default 0: none)
   --peer                          also measure PyTorch (tests/peer_torch.py), alternating
                                   with ours, each run its own process, and print the
                                   ratios of the medians (needs --allow-run and python3-torch)
@@ -359,16 +359,17 @@ async function measure(backend: Backend, spec: BenchModel, config: Config): Prom
   result.num_tensors_growth = growth;
   if (config.memorySteps > 0) {
     const mb = () => Math.round(Deno.memoryUsage().rss / 2 ** 20);
-    const tensors = tf.memory().numTensors, before = mb();
-    for (let i = 0; i < config.memorySteps; i++) {
+    const tensors = tf.memory().numTensors, before = mb(), quarters: number[] = [];
+    for (let i = 1; i <= config.memorySteps; i++) {
       const out = train();
       await out.data();
       out.dispose();
+      if (i % Math.max(1, Math.floor(config.memorySteps / 4)) === 0 && quarters.length < 4) quarters.push(mb());
     }
     result.memory = {
       steps: config.memorySteps,
       rss_mb_before: before,
-      rss_mb_after: mb(),
+      rss_mb_quarters: quarters, // after each quarter of the steps: a leak keeps rising, a warm-up levels off
       num_tensors_growth: tf.memory().numTensors - tensors,
     };
   }
