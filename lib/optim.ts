@@ -11,6 +11,18 @@ import { tf } from "./tf.ts";
 const ADAM_KERNEL = "AdvAdamUpdate";
 const MOMENTUM_KERNEL = "AdvMomentumUpdate";
 
+/** Runs a fused update kernel and assigns its outputs, in order, to `targets` (the variable, then its state). */
+function fusedUpdate(
+  kernel: string,
+  inputs: tf.NamedTensorMap,
+  attrs: tf.NamedAttrMap,
+  targets: tf.Variable[],
+): void {
+  const outs = tf.engine().runKernel(kernel, inputs, attrs) as tf.Tensor[];
+  outs.forEach((t, i) => targets[i].assign(t));
+  tf.dispose(outs);
+}
+
 /** An optimiser over a fixed, ordered list of variables. */
 export interface Optimizer {
   /** "adam" or "sgd". */
@@ -51,16 +63,8 @@ export class Adam implements Optimizer {
       // One pass per variable where the backend has the fused kernel (native).
       const attrs = { step: a, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon };
       grads.forEach((g, i) => {
-        const [w, m, v] = tf.engine().runKernel(ADAM_KERNEL, {
-          variable: this.vars[i],
-          m: this.#m[i],
-          v: this.#v[i],
-          grad: g,
-        }, attrs) as tf.Tensor[];
-        this.vars[i].assign(w);
-        this.#m[i].assign(m);
-        this.#v[i].assign(v);
-        tf.dispose([w, m, v]);
+        const inputs = { variable: this.vars[i], m: this.#m[i], v: this.#v[i], grad: g };
+        fusedUpdate(ADAM_KERNEL, inputs, attrs, [this.vars[i], this.#m[i], this.#v[i]]);
       });
       return;
     }
@@ -108,14 +112,11 @@ export class Momentum implements Optimizer {
       // One pass per variable where the backend has the fused kernel (native).
       grads.forEach((g, i) => {
         const decay = this.weightDecay > 0 && this.decay[i] ? this.weightDecay : 0;
-        const [w, v] = tf.engine().runKernel(MOMENTUM_KERNEL, { variable: this.vars[i], v: this.#v[i], grad: g }, {
-          lr: this.lr,
-          momentum: this.momentum,
-          decay,
-        }) as tf.Tensor[];
-        this.vars[i].assign(w);
-        this.#v[i].assign(v);
-        tf.dispose([w, v]);
+        const attrs = { lr: this.lr, momentum: this.momentum, decay };
+        fusedUpdate(MOMENTUM_KERNEL, { variable: this.vars[i], v: this.#v[i], grad: g }, attrs, [
+          this.vars[i],
+          this.#v[i],
+        ]);
       });
       return;
     }
