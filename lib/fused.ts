@@ -9,10 +9,8 @@
  *
  * @module
  */
+import { type Kwargs, type LayerArgs, oneInput } from "./layers.ts";
 import { tf, tfl } from "./tf.ts";
-
-type LayerArgs = ConstructorParameters<typeof tfl.layers.Layer>[0];
-type Kwargs = Parameters<InstanceType<typeof tfl.layers.Layer>["call"]>[1];
 
 /** Kernel names registered by the native backend (see lib/native.ts). */
 export const BN_ACT_TRAIN = "AdvBatchNormActTrain";
@@ -144,7 +142,7 @@ export class BatchNormLeakyRelu extends tfl.layers.Layer {
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
-    const x = Array.isArray(inputs) ? inputs[0] : inputs;
+    const x = oneInput(inputs);
     if (!kwargs?.training) {
       return batchNormActInfer(
         x,

@@ -22,7 +22,9 @@
  */
 import { tf, tfl } from "./tf.ts";
 
-type Kwargs = Parameters<InstanceType<typeof tfl.layers.Layer>["call"]>[1];
+/** Constructor arguments and call options of a TF.js layer (for the custom layers of lib/). */
+export type LayerArgs = ConstructorParameters<typeof tfl.layers.Layer>[0];
+export type Kwargs = Parameters<InstanceType<typeof tfl.layers.Layer>["call"]>[1];
 type ConvArgs = Parameters<typeof tfl.layers.conv2d>[0];
 type DenseArgs = Parameters<typeof tfl.layers.dense>[0];
 
@@ -44,7 +46,8 @@ const TfConv2D = Object.getPrototypeOf(tfl.layers.conv2d({ filters: 1, kernelSiz
   .constructor as LayerClass<ConvArgs>;
 const TfDense = Object.getPrototypeOf(tfl.layers.dense({ units: 1 })).constructor as LayerClass<DenseArgs>;
 
-function one(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+/** The single input of a one-input layer's `call` (TF.js may pass it alone or in a list). */
+export function oneInput(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
   return Array.isArray(inputs) ? inputs[0] : inputs;
 }
 
@@ -68,7 +71,7 @@ export class LeanConv2D extends TfConv2D {
     return tf.tidy(() => {
       const f = this as unknown as Fields;
       if (f.dataFormat !== "channelsLast") throw new Error("LeanConv2D supports channelsLast only");
-      const x = one(inputs) as tf.Tensor4D, w = f.kernel.read() as tf.Tensor4D;
+      const x = oneInput(inputs) as tf.Tensor4D, w = f.kernel.read() as tf.Tensor4D;
       const activation = fusable(f);
       if (activation) {
         const bias = f.bias?.read();
@@ -94,7 +97,7 @@ export class LeanDense extends TfDense {
   override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
     return tf.tidy(() => {
       const f = this as unknown as Fields;
-      const x = one(inputs);
+      const x = oneInput(inputs);
       if (x.rank !== 2) throw new Error(`LeanDense expects rank-2 inputs, got rank ${x.rank}`);
       const w = f.kernel.read() as tf.Tensor2D;
       const activation = fusable(f);

@@ -16,12 +16,9 @@
  *
  * @module
  */
-import { conv2d, dense } from "./layers.ts";
+import { conv2d, dense, type Kwargs, type LayerArgs, oneInput } from "./layers.ts";
 import { tf, tfl } from "./tf.ts";
 import { BatchNormLeakyRelu } from "./fused.ts";
-
-type LayerArgs = ConstructorParameters<typeof tfl.layers.Layer>[0];
-type Kwargs = Parameters<InstanceType<typeof tfl.layers.Layer>["call"]>[1];
 
 /**
  * Per-image standardisation, as `tf.image.per_image_standardization`:
@@ -42,7 +39,7 @@ export class PerImageStandardization extends tfl.layers.Layer {
 
   override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
     return tf.tidy(() => {
-      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      const x = oneInput(inputs);
       const axes = [1, 2, 3];
       const { mean, variance } = tf.moments(x, axes, true);
       const numel = x.shape.slice(1).reduce((a, b) => a! * b!, 1)!;
@@ -77,7 +74,7 @@ export class ChannelPad extends tfl.layers.Layer {
 
   override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
     return tf.tidy(() => {
-      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      const x = oneInput(inputs);
       return tf.pad(x, [[0, 0], [0, 0], [0, 0], [this.before, this.after]]);
     });
   }
