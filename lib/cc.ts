@@ -80,6 +80,22 @@ export interface CompiledKernels {
     eps: number,
     alpha: number,
   ): void;
+  /** Its gradients: writes dx, dgamma, dbeta. */
+  bnActGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    gamma: Float32Array,
+    beta: Float32Array,
+    mean: Float32Array,
+    variance: Float32Array,
+    dx: Float32Array,
+    dgamma: Float32Array,
+    dbeta: Float32Array,
+    n: number,
+    c: number,
+    eps: number,
+    alpha: number,
+  ): void;
   /** Inference batch norm (statistics folded into mul, add) + leaky ReLU over n rows of C channels. */
   bnActInfer(
     x: Float32Array,
@@ -115,22 +131,6 @@ export interface CompiledKernels {
    * success): for a library whose threads must not lose their code at exit.
    */
   pin(path: string): boolean;
-  /** Its gradients: writes dx, dgamma, dbeta. */
-  bnActGrad(
-    dy: Float32Array,
-    x: Float32Array,
-    gamma: Float32Array,
-    beta: Float32Array,
-    mean: Float32Array,
-    variance: Float32Array,
-    dx: Float32Array,
-    dgamma: Float32Array,
-    dbeta: Float32Array,
-    n: number,
-    c: number,
-    eps: number,
-    alpha: number,
-  ): void;
 }
 
 let cached: { ok: true; kernels: CompiledKernels } | { ok: false; reason: string } | undefined;

@@ -1067,7 +1067,7 @@ function binary(name: string, loops: { ab: Periodic; ba: Periodic }): Kernel {
     const y = args.backend.alloc(av.length);
     if (compiled && av.length >= COMPILED_BINARY_MIN && bv.length > 0) compiled.binary(op, av, bv, bv.length, y, false);
     else if (bv.length > 0) loops.ab(av, bv, bv.length, y);
-    return output(args.backend, how === "same" ? a.shape : a.shape, y);
+    return output(args.backend, a.shape, y);
   };
 }
 
