@@ -128,12 +128,16 @@ export interface Checkpoint {
   state: TrainState;
 }
 
+const RETRAIN_HINT = "run again with --retrain to train from scratch (the checkpoint is left in place)";
+
 /**
- * Reads the checkpoint `dir/latest` points to, or returns null when there is
- * none. A corrupt checkpoint, or one made by another config, is a
- * {@link UserError} that says how to retrain; the files are left in place.
+ * The path and training state (state.json) of the checkpoint `dir/latest`
+ * points to, or null when there is none; an unreadable state.json is a
+ * {@link UserError}. Reads nothing else.
  */
-export async function loadCheckpoint(dir: string, configHash: string): Promise<Checkpoint | null> {
+export async function readLatestState(
+  dir: string,
+): Promise<{ path: string; state: TrainState & { optimizerShapes: number[][] } } | null> {
   let name: string;
   try {
     name = (await Deno.readTextFile(`${dir}/latest`)).trim();
@@ -142,23 +146,32 @@ export async function loadCheckpoint(dir: string, configHash: string): Promise<C
     throw e;
   }
   const path = `${dir}/${name}`;
-  const hint = "run again with --retrain to train from scratch (the checkpoint is left in place)";
-  let state: TrainState & { optimizerShapes: number[][] };
   try {
-    state = JSON.parse(await Deno.readTextFile(`${path}/state.json`));
+    return { path, state: JSON.parse(await Deno.readTextFile(`${path}/state.json`)) };
   } catch (e) {
-    throw new UserError(`corrupt checkpoint ${path}: state.json unreadable (${(e as Error).message}); ${hint}`);
+    throw new UserError(`corrupt checkpoint ${path}: state.json unreadable (${(e as Error).message}); ${RETRAIN_HINT}`);
   }
+}
+
+/**
+ * Reads the checkpoint `dir/latest` points to, or returns null when there is
+ * none. A corrupt checkpoint, or one made by another config, is a
+ * {@link UserError} that says how to retrain; the files are left in place.
+ */
+export async function loadCheckpoint(dir: string, configHash: string): Promise<Checkpoint | null> {
+  const latest = await readLatestState(dir);
+  if (!latest) return null;
+  const { path, state } = latest;
   if (state.configHash !== configHash) {
     throw new UserError(
-      `checkpoint ${path} was made by config ${state.configHash}, expected ${configHash}; ${hint}`,
+      `checkpoint ${path} was made by config ${state.configHash}, expected ${configHash}; ${RETRAIN_HINT}`,
     );
   }
   let model: tfl.LayersModel;
   try {
     model = await loadModel(path);
   } catch (e) {
-    throw new UserError(`corrupt ${(e as Error).message}; ${hint}`);
+    throw new UserError(`corrupt ${(e as Error).message}; ${RETRAIN_HINT}`);
   }
   const bytes = await Deno.readFile(`${path}/optimizer.bin`).catch(() => new Uint8Array(0));
   const sizes = state.optimizerShapes.map((s) => s.reduce((a, b) => a * b, 1));
@@ -166,7 +179,7 @@ export async function loadCheckpoint(dir: string, configHash: string): Promise<C
   if (bytes.length !== 4 * total) {
     model.dispose();
     throw new UserError(
-      `corrupt checkpoint ${path}: optimizer.bin has ${bytes.length} bytes, expected ${4 * total}; ${hint}`,
+      `corrupt checkpoint ${path}: optimizer.bin has ${bytes.length} bytes, expected ${4 * total}; ${RETRAIN_HINT}`,
     );
   }
   const flat = new Float32Array(bytes.slice().buffer);

@@ -16,7 +16,7 @@ import { perturb, validatePgdOptions } from "./pgd.ts";
 import { Rng } from "./rng.ts";
 import { Adam, Momentum, type Optimizer } from "./optim.ts";
 import { configHash } from "./hash.ts";
-import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { loadCheckpoint, readLatestState, saveCheckpoint } from "./checkpoint.ts";
 import { Progress } from "./progress.ts";
 import { check } from "./errors.ts";
 
@@ -224,11 +224,9 @@ export async function modelDir(config: TrainConfig, cacheDir = ".cache"): Promis
  * checkpoint's state file: nothing is loaded, trained or written.
  */
 export async function isTrained(config: TrainConfig, cacheDir = ".cache"): Promise<boolean> {
-  const dir = await modelDir(config, cacheDir);
   try {
-    const name = (await Deno.readTextFile(`${dir}/latest`)).trim();
-    const state = JSON.parse(await Deno.readTextFile(`${dir}/${name}/state.json`));
-    return state.done === true && state.configHash === await configHash(config);
+    const latest = await readLatestState(await modelDir(config, cacheDir));
+    return latest?.state.done === true && latest.state.configHash === await configHash(config);
   } catch {
     return false;
   }
