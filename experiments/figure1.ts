@@ -37,7 +37,7 @@ import {
   type VegaLiteSpec,
   versions,
 } from "../mod.ts";
-import { type Drawing, experimentMain, redrawResults, writeResults } from "../lib/experiment.ts";
+import { datasetFlag, type Drawing, experimentMain, redrawResults, writeResults } from "../lib/experiment.ts";
 import { UserError } from "../lib/errors.ts";
 
 /** Every hyperparameter of the experiment. */
@@ -279,9 +279,16 @@ export const SPEC: ExperimentSpec<Config> = {
 
 /** The command line for `args`: `--dataset cifar10` switches to the CIFAR-10 defaults and presets. */
 export function specFor(args: string[]): ExperimentSpec<Config> {
-  const i = args.findIndex((a) => a === "--dataset" || a.startsWith("--dataset="));
-  const dataset = i < 0 ? "mnist" : args[i].includes("=") ? args[i].split("=")[1] : args[i + 1];
-  return dataset === "cifar10" ? { ...SPEC, defaults: CIFAR_DEFAULTS, presets: CIFAR_PRESETS } : SPEC;
+  return datasetFlag(args) === "cifar10" ? { ...SPEC, defaults: CIFAR_DEFAULTS, presets: CIFAR_PRESETS } : SPEC;
+}
+
+/**
+ * The training config of `kind` for another experiment's config: its training
+ * fields, the rest from Figure 1's defaults of its dataset; the same config, so
+ * the same cached model, as Figure 1's run of those fields.
+ */
+export function trainConfigFor(c: Partial<Config> & { dataset: string }, kind: "natural" | "adversarial"): TrainConfig {
+  return trainConfig({ ...(c.dataset === "cifar10" ? CIFAR_DEFAULTS : DEFAULTS), ...c }, kind);
 }
 
 /** The training config of the natural or the adversarially trained model. */

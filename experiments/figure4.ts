@@ -202,8 +202,7 @@ export function specFor(args: string[]): ExperimentSpec<Config> {
 
 /** Figure 1's training config of the natural or the adversarially trained model (same hash, same cache entry). */
 export function trainConfigOf(c: Config, kind: "natural" | "adversarial"): TrainConfig {
-  const base = c.dataset === "cifar10" ? figure1.CIFAR_DEFAULTS : figure1.DEFAULTS;
-  return figure1.trainConfig({ ...base, ...c }, kind);
+  return figure1.trainConfigFor(c, kind);
 }
 
 /** How the command line picks its datasets: Figure 1's two models of the config must be cached for CIFAR-10. */

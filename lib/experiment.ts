@@ -121,9 +121,10 @@ export async function chooseDatasets<C extends object>(
         `${head} only; --retrain retrains only a dataset it is given, name --dataset cifar10 to retrain those models`,
     };
   }
-  const dirs = await Promise.all(d.models(config).map((c) => modelDir(c, common.cacheDir)));
+  const models = d.models(config);
+  const dirs = await Promise.all(models.map((c) => modelDir(c, common.cacheDir)));
   const missing: string[] = [];
-  for (const [i, c] of d.models(config).entries()) if (!(await isTrained(c, common.cacheDir))) missing.push(dirs[i]);
+  for (const [i, c] of models.entries()) if (!(await isTrained(c, common.cacheDir))) missing.push(dirs[i]);
   const what = `the cifar10 models of preset ${common.preset}${args.length ? " with these flags" : ""}`;
   if (missing.length) {
     return {
