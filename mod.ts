@@ -48,12 +48,22 @@ export {
 } from "./lib/resnet.ts";
 export { augmentBatch } from "./lib/augment.ts";
 export { crossEntropy, cwLoss, isCorrect } from "./lib/losses.ts";
-export { fgsm, perturb, pgd, type PgdOptions, type PgdResult, pgdStep, validatePgdOptions } from "./lib/pgd.ts";
+export {
+  fgsm,
+  perturb,
+  pgd,
+  type PgdOptions,
+  type PgdResult,
+  pgdStep,
+  signStep,
+  validatePgdOptions,
+} from "./lib/pgd.ts";
 export { Adam, Momentum, type Optimizer } from "./lib/optim.ts";
 export {
   isResNet,
   isTrained,
   modelDir,
+  optimizerText,
   type TrainConfig,
   type TrainedModel,
   type TrainHistory,

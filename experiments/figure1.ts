@@ -25,6 +25,7 @@ import {
   loadCifar10,
   loadMnist,
   markdownTable,
+  optimizerText,
   pgd,
   RESNET_SIMPLE,
   RESNET_WIDE,
@@ -68,8 +69,14 @@ export interface Config {
   resnet: "simple" | "wide";
   /** CIFAR-10: residual units per stage. */
   units: number;
-  /** Learning rate: Adam's for MNIST; for CIFAR-10 momentum SGD's first rate, /10 at 50% and /100 at 75% of the steps. */
+  /** Learning rate: Adam's for MNIST; for CIFAR-10 momentum SGD's first rate (`steps`) or peak rate (`cyclic`). */
   lr: number;
+  /**
+   * CIFAR-10 learning-rate schedule: "steps" (the paper's: lr, /10 at 50% and
+   * /100 at 75% of the steps) or "cyclic" (one cycle: linear from 0 up to lr at
+   * 40% of the steps, then down to 0 at the end, as in Wong et al. 2020).
+   */
+  lrSchedule: "steps" | "cyclic";
   /** CIFAR-10: L2 weight decay on conv and FC kernels. */
   weightDecay: number;
   /** Training batch size. */
@@ -113,6 +120,7 @@ export const DEFAULTS: Config = {
   resnet: "simple",
   units: 5,
   lr: 1e-3,
+  lrSchedule: "steps",
   weightDecay: 0,
   batch: 50,
   naturalSteps: 300,
@@ -127,8 +135,9 @@ export const DEFAULTS: Config = {
 
 /**
  * The CIFAR-10 quick preset (`--dataset cifar10`): the simple ResNet trained with
- * momentum SGD, batch 128, the paper's schedule compressed into a few epochs; the
- * adversarially trained one on FGSM from a random start with a step of 10 (the
+ * momentum SGD, batch 128, for a few epochs on one cycle of the learning rate
+ * (up to 0.2 and back to 0, which gets much further than the paper's step
+ * schedule compressed into the same steps); the adversarially trained one on FGSM from a random start with a step of 10 (the
  * "fast adversarial training" recipe, Wong et al. 2020), which reaches far more
  * robustness than 7-step PGD in the same CPU time. The `paper` preset keeps
  * 7-step PGD of 2 and the wide ResNet.
@@ -143,11 +152,12 @@ export const CIFAR_DEFAULTS: Config = {
   examples: 4,
   evalExamples: 500,
   evalSteps: 7,
-  lr: 0.1,
+  lr: 0.2,
+  lrSchedule: "cyclic",
   weightDecay: 2e-4,
   batch: 128,
-  naturalSteps: 1200,
-  advSteps: 1000,
+  naturalSteps: 1600,
+  advSteps: 950,
   trainMethod: "fgsm",
   trainAttackSteps: 1,
   trainAttackStepSize: 10,
@@ -158,6 +168,8 @@ export const CIFAR_DEFAULTS: Config = {
 export const CIFAR_PRESETS: Record<string, Partial<Config>> = {
   paper: {
     resnet: "wide",
+    lr: 0.1,
+    lrSchedule: "steps",
     restarts: 200,
     evalSteps: 20,
     naturalSteps: 80000,
@@ -219,7 +231,8 @@ export const TRAIN_HELP = {
   fc: "MNIST units of the FC layer",
   resnet: "CIFAR-10 ResNet: simple or wide",
   units: "CIFAR-10 residual units per stage",
-  lr: "learning rate (MNIST Adam; CIFAR-10 momentum SGD, /10 at 50%, /100 at 75%)",
+  lr: "learning rate (MNIST Adam; CIFAR-10 momentum SGD: first rate, or peak of the cycle)",
+  lrSchedule: "CIFAR-10: steps (/10 at 50%, /100 at 75%) or cyclic (0 → lr at 40% → 0)",
   weightDecay: "CIFAR-10 weight decay on kernels",
   trainMethod: "training adversary: pgd or fgsm (one step from a random start)",
   batch: "training batch size",
@@ -229,6 +242,19 @@ export const TRAIN_HELP = {
   trainAttackStepSize: "PGD step size of the training adversary",
   trainExamples: "training examples used",
 };
+
+/** Checks the training fields that take one of a few names (shared with the experiments that reuse these models). */
+export function checkTrainingChoices(c: Pick<Config, "resnet" | "lrSchedule" | "trainMethod">): void {
+  if (c.resnet !== "simple" && c.resnet !== "wide") {
+    throw new UserError(`--resnet must be simple or wide, got "${c.resnet}"`);
+  }
+  if (c.lrSchedule !== "steps" && c.lrSchedule !== "cyclic") {
+    throw new UserError(`--lr-schedule must be steps or cyclic, got "${c.lrSchedule}"`);
+  }
+  if (c.trainMethod !== "pgd" && c.trainMethod !== "fgsm") {
+    throw new UserError(`--train-method must be pgd or fgsm, got "${c.trainMethod}"`);
+  }
+}
 
 /** The command line of this experiment. */
 export const SPEC: ExperimentSpec<Config> = {
@@ -258,12 +284,7 @@ export const SPEC: ExperimentSpec<Config> = {
       throw new UserError(`--eps must be in (0, 1] for MNIST pixels in [0,1], got ${c.eps}`);
     }
     if (c.dataset === "cifar10") checkEpsScale(c.eps, [0, 255]);
-    if (c.resnet !== "simple" && c.resnet !== "wide") {
-      throw new UserError(`--resnet must be simple or wide, got "${c.resnet}"`);
-    }
-    if (c.trainMethod !== "pgd" && c.trainMethod !== "fgsm") {
-      throw new UserError(`--train-method must be pgd or fgsm, got "${c.trainMethod}"`);
-    }
+    checkTrainingChoices(c);
     for (
       const k of ["steps", "restarts", "examples", "evalExamples", "evalSteps", "naturalSteps", "advSteps"] as const
     ) {
@@ -305,8 +326,9 @@ export function trainConfig(c: Config, kind: "natural" | "adversarial"): TrainCo
       randomStart: true,
       optimizer: "sgd",
       lr: c.lr,
-      lrBoundaries: [Math.round(steps / 2), Math.round(steps * 3 / 4)],
-      lrValues: [c.lr / 10, c.lr / 100],
+      ...(c.lrSchedule === "cyclic"
+        ? { lrPoints: [[0, 0], [Math.round(steps * 0.4), c.lr], [steps, 0]] as [number, number][] }
+        : { lrBoundaries: [Math.round(steps / 2), Math.round(steps * 3 / 4)], lrValues: [c.lr / 10, c.lr / 100] }),
       weightDecay: c.weightDecay,
       augment: true,
       batch: c.batch,
@@ -587,7 +609,7 @@ export function netText(t: TrainConfig): string {
 
 /** The training of a config in words: steps, batch, optimiser and adversary ("..., PGD 4×0.1"). */
 export function trainingText(t: TrainConfig): string {
-  const opt = t.optimizer === "adam" ? `Adam ${t.lr}` : `momentum SGD ${t.lr}, decay ${t.weightDecay ?? 0}`;
+  const opt = t.optimizer === "adam" ? optimizerText(t) : `${optimizerText(t)}, decay ${t.weightDecay ?? 0}`;
   const adversary = t.method === "pgd"
     ? `, PGD ${t.attackSteps}×${t.attackStepSize}`
     : t.method === "fgsm"

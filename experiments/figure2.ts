@@ -79,8 +79,10 @@ export interface Config {
   resnet: "simple" | "wide";
   /** CIFAR-10: residual units per stage. */
   units: number;
-  /** Learning rate: Adam's for MNIST, momentum SGD's first rate for CIFAR-10 (as Figure 1). */
+  /** Learning rate: Adam's for MNIST, momentum SGD's first or peak rate for CIFAR-10 (as Figure 1). */
   lr: number;
+  /** CIFAR-10 learning-rate schedule, "steps" or "cyclic" (as Figure 1). */
+  lrSchedule: "steps" | "cyclic";
   /** CIFAR-10: L2 weight decay on kernels. */
   weightDecay: number;
   /** Training batch size. */
@@ -111,6 +113,7 @@ const TRAIN_FIELDS = [
   "resnet",
   "units",
   "lr",
+  "lrSchedule",
   "weightDecay",
   "batch",
   "naturalSteps",
@@ -206,12 +209,7 @@ export const SPEC: ExperimentSpec<Config> = {
         throw new UserError(`--${k} must be in (0, 1] for MNIST pixels in [0,1], got ${v}`);
       }
     }
-    if (c.resnet !== "simple" && c.resnet !== "wide") {
-      throw new UserError(`--resnet must be simple or wide, got "${c.resnet}"`);
-    }
-    if (c.trainMethod !== "pgd" && c.trainMethod !== "fgsm") {
-      throw new UserError(`--train-method must be pgd or fgsm, got "${c.trainMethod}"`);
-    }
+    figure1.checkTrainingChoices(c);
     for (const k of ["steps", "restarts", "naturalSteps", "advSteps"] as const) {
       if (!Number.isInteger(c[k]) || c[k] < 1) throw new UserError(`--${kebab(k)} must be an integer ≥ 1, got ${c[k]}`);
     }

@@ -36,6 +36,15 @@ const SYMBOLS = {
     ],
     result: "void",
   },
+  adv_standardize: { parameters: ["buffer", "buffer", "buffer", "buffer", "i32", "i64"], result: "void" },
+  adv_standardize_grad: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i64"],
+    result: "void",
+  },
+  adv_pgd_update: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "i64", "f32", "f32", "f32", "f32"],
+    result: "void",
+  },
   adv_binary: { parameters: ["i32", "buffer", "buffer", "i64", "i64", "buffer", "i32"], result: "void" },
   adv_bn_act_train: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "f32", "f32"],
@@ -121,6 +130,29 @@ export interface CompiledKernels {
     c: number,
     alpha: number,
   ): void;
+  /** Per-image standardisation of n images of m values; writes y and each image's mean and 1/std. */
+  standardize(x: Float32Array, y: Float32Array, mean: Float32Array, rstd: Float32Array, n: number, m: number): void;
+  /** Its gradient with respect to x: writes dx. */
+  standardizeGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    dx: Float32Array,
+    n: number,
+    m: number,
+  ): void;
+  /** One L∞ PGD update of n values: y = clip(min(max(x + step·sign(g), x0 − eps), x0 + eps), lo, hi). */
+  pgdUpdate(
+    x: Float32Array,
+    g: Float32Array,
+    x0: Float32Array,
+    y: Float32Array,
+    step: number,
+    eps: number,
+    lo: number,
+    hi: number,
+  ): void;
   /**
    * y = a op b where b repeats with period p (p = a.length: same shape); with
    * `swap`, y = b op a. op: 0 add, 1 subtract, 2 multiply, 3 divide.
@@ -172,6 +204,11 @@ function load(): { ok: true; kernels: CompiledKernels } | { ok: false; reason: s
         bnActGrad: (...a) => lib.symbols.adv_bn_act_grad(...a),
         bnActInfer: (...a) => lib.symbols.adv_bn_act_infer(...a),
         bnActInferGrad: (...a) => lib.symbols.adv_bn_act_infer_grad(...a),
+        standardize: (x, y, mean, rstd, n, m) => lib.symbols.adv_standardize(x, y, mean, rstd, n, BigInt(m)),
+        standardizeGrad: (dy, x, mean, rstd, dx, n, m) =>
+          lib.symbols.adv_standardize_grad(dy, x, mean, rstd, dx, n, BigInt(m)),
+        pgdUpdate: (x, g, x0, y, step, eps, lo, hi) =>
+          lib.symbols.adv_pgd_update(x, g, x0, y, BigInt(x.length), step, eps, lo, hi),
         binary: (op, a, b, p, y, swap) =>
           lib.symbols.adv_binary(op, a, b, BigInt(a.length), BigInt(p), y, swap ? 1 : 0),
         pin: (path) => lib.symbols.adv_pin(new TextEncoder().encode(`${path}\0`)) === 0,

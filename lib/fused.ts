@@ -35,14 +35,7 @@ export function batchNormActTrain(
   epsilon: number,
   alpha: number,
 ): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
-  const axes = x.shape.map((_, i) => i).slice(0, -1);
-  if (!nativeKernels()) {
-    return tf.tidy(() => {
-      const { mean, variance } = tf.moments(x, axes);
-      const y = tf.leakyRelu(tf.batchNorm(x, mean, variance, beta, gamma, epsilon), alpha);
-      return { y, mean, variance };
-    });
-  }
+  if (!nativeKernels()) return batchNormActTrainOps(x, gamma, beta, epsilon, alpha);
   let stats: tf.Tensor[] = [];
   // customGrad's type takes the inputs as one rest parameter; ours are three tensors and the save function.
   const f = tf.customGrad(
@@ -70,6 +63,47 @@ export function batchNormActTrain(
 }
 
 /**
+ * {@link batchNormActTrain} as TF.js ops on any backend, with its gradient
+ * written out (broadcasts and sums; TF.js's own batch-norm gradient tiles the
+ * statistics to the input's shape, which dominated a ResNet step on wasm).
+ */
+function batchNormActTrainOps(
+  x: tf.Tensor,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  epsilon: number,
+  alpha: number,
+): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
+  const axes = x.shape.map((_, i) => i).slice(0, -1);
+  const n = x.size / x.shape[x.rank - 1];
+  let stats: tf.Tensor[] = [];
+  const f = tf.customGrad(
+    ((xs: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+      const { mean, variance } = tf.moments(xs, axes);
+      const inv = tf.rsqrt(tf.add(variance, epsilon));
+      const xhat = tf.mul(tf.sub(xs, mean), inv);
+      const y = tf.leakyRelu(tf.add(tf.mul(xhat, g), b), alpha);
+      save([xhat, g, inv, y]);
+      stats = [tf.keep(mean), tf.keep(variance)];
+      return {
+        value: y,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [sxhat, sg, sinv, sy] = saved;
+          // d = ∂L/∂z through leaky ReLU (z > 0 exactly where y > 0); then the batch-norm gradient
+          const d = tf.where(tf.greater(sy, 0), dy, tf.mul(dy, alpha));
+          const dbeta = tf.sum(d, axes);
+          const dgamma = tf.sum(tf.mul(d, sxhat), axes);
+          const centred = tf.sub(tf.sub(d, tf.div(dbeta, n)), tf.mul(sxhat, tf.div(dgamma, n)));
+          return [tf.mul(centred, tf.mul(sg, sinv)), dgamma, dbeta];
+        },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  );
+  const y = f(x, gamma, beta);
+  return { y, mean: stats[0], variance: stats[1] };
+}
+
+/**
  * Inference mode: y = leakyRelu(γ·(x − μ)/√(σ² + ε) + β, α) with the given
  * (moving) statistics; differentiable in x, γ and β (attacks need ∂y/∂x).
  */
@@ -84,7 +118,11 @@ export function batchNormActInfer(
 ): tf.Tensor {
   const b = tf.getBackend();
   if (tf.getKernel(BN_ACT_INFER, b) === undefined || tf.getKernel(BN_ACT_INFER_GRAD, b) === undefined) {
-    return tf.tidy(() => tf.leakyRelu(tf.batchNorm(x, mean, variance, beta, gamma, epsilon), alpha));
+    // As one affine map per channel: its gradient is a broadcast product (TF.js's batch-norm gradient tiles).
+    return tf.tidy(() => {
+      const mul = tf.mul(gamma, tf.rsqrt(tf.add(variance, epsilon)));
+      return tf.leakyRelu(tf.add(tf.mul(x, mul), tf.sub(beta, tf.mul(mean, mul))), alpha);
+    });
   }
   const f = tf.customGrad(
     ((xs: tf.Tensor, g: tf.Tensor, bt: tf.Tensor, save: tf.GradSaveFunc) => {

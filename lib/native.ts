@@ -1553,7 +1553,85 @@ const momentumUpdate: Kernel = (args) => {
   return [output(b, variable.shape, w2), output(b, v.shape, v2)];
 };
 
-/** Kernels that only the native backend has (the layers of lib/fused.ts use them when present). */
+/** Mean and the mean squared deviation of x[o .. o + m), as two passes (the C loop's order). */
+function meanVar(x: Float32Array, o: number, m: number): [number, number] {
+  let s = 0, q = 0;
+  for (let j = 0; j < m; j++) s += x[o + j];
+  const mu = s / m;
+  for (let j = 0; j < m; j++) q += (x[o + j] - mu) ** 2;
+  return [mu, q / m];
+}
+
+/** Per-image standardisation: y = (x − μ)·r, r = 1/√max(σ², 1/m) per image of m values; returns y, μ, r. */
+const standardize: Kernel = (args) => {
+  const { x } = args.inputs as { x: Info };
+  const b = args.backend, xv = values(b, x);
+  const n = x.shape[0], m = xv.length / Math.max(n, 1);
+  const y = b.alloc(xv.length), mean = new Float32Array(n), rstd = new Float32Array(n);
+  if (compiled) compiled.standardize(xv, y, mean, rstd, n, m);
+  else {
+    for (let i = 0; i < n; i++) {
+      const [mu, v] = meanVar(xv, i * m, m);
+      const r = 1 / Math.sqrt(Math.max(v, 1 / m));
+      for (let j = i * m; j < (i + 1) * m; j++) y[j] = (xv[j] - mu) * r;
+      mean[i] = mu;
+      rstd[i] = r;
+    }
+  }
+  return [output(b, x.shape, y), output(b, [n], mean), output(b, [n], rstd)];
+};
+
+/** Gradient of {@link standardize}: dx = r·(dy − mean(dy) − y·mean(dy·y)), the last term only where σ² ≥ 1/m. */
+const standardizeGrad: Kernel = (args) => {
+  const { dy, x, mean, rstd } = args.inputs as Record<string, Info>;
+  const b = args.backend, xv = values(b, x), gv = values(b, dy), mv = values(b, mean), rv = values(b, rstd);
+  const n = x.shape[0], m = xv.length / Math.max(n, 1);
+  const dx = b.alloc(xv.length);
+  if (compiled) compiled.standardizeGrad(gv, xv, mv, rv, dx, n, m);
+  else {
+    for (let i = 0; i < n; i++) {
+      const [, v] = meanVar(xv, i * m, m);
+      const mu = mv[i], r = rv[i];
+      let sg = 0, sgy = 0;
+      for (let j = i * m; j < (i + 1) * m; j++) {
+        sg += gv[j];
+        sgy += gv[j] * (xv[j] - mu) * r;
+      }
+      const mg = sg / m, mgy = v < 1 / m ? 0 : sgy / m;
+      for (let j = i * m; j < (i + 1) * m; j++) dx[j] = r * (gv[j] - mg - (xv[j] - mu) * r * mgy);
+    }
+  }
+  return output(b, x.shape, dx);
+};
+
+/** One L∞ PGD update (lib/pgd.ts signStep): clip(min(max(x + α·sign(g), x0 − ε), x0 + ε), lo, hi), in float32. */
+const pgdUpdate: Kernel = (args) => {
+  const { x, grad, x0 } = args.inputs as Record<string, Info>;
+  const { stepSize, eps, lo, hi } = args.attrs as Record<string, number>;
+  const b = args.backend;
+  const same = (p: number[], q: number[]) => p.length === q.length && p.every((d, i) => d === q[i]);
+  if (!same(x.shape, grad.shape) || !same(x.shape, x0.shape)) {
+    throw new Error(`AdvPgdUpdate: x, grad and x0 must have one shape, got ${x.shape}, ${grad.shape}, ${x0.shape}`);
+  }
+  const xv = values(b, x), gv = values(b, grad), ov = values(b, x0);
+  const y = b.alloc(xv.length);
+  if (compiled) compiled.pgdUpdate(xv, gv, ov, y, stepSize, eps, lo, hi);
+  else {
+    const f = Math.fround, step = f(stepSize), e = f(eps);
+    for (let i = 0; i < y.length; i++) {
+      const g = gv[i];
+      let v = f(xv[i] + (g > 0 ? step : g < 0 ? -step : 0 * g));
+      const a = f(ov[i] - e), c = f(ov[i] + e);
+      v = v > a ? v : a;
+      v = v < c ? v : c;
+      v = v > lo ? v : lo;
+      y[i] = v < hi ? v : hi;
+    }
+  }
+  return output(b, x.shape, y);
+};
+
+/** Kernels that only the native backend has (the layers of lib/fused.ts and lib/resnet.ts use them when present). */
 const EXTRA: Record<string, Kernel> = {
   AdvBatchNormActTrain: bnActTrain,
   AdvBatchNormActGrad: bnActGrad,
@@ -1561,6 +1639,9 @@ const EXTRA: Record<string, Kernel> = {
   AdvBatchNormActInferGrad: bnActInferGrad,
   AdvAdamUpdate: adamUpdate,
   AdvMomentumUpdate: momentumUpdate,
+  AdvStandardize: standardize,
+  AdvStandardizeGrad: standardizeGrad,
+  AdvPgdUpdate: pgdUpdate,
 };
 
 // ---------------------------------------------------------------- registry

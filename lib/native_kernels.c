@@ -262,3 +262,75 @@ void adv_binary(int op, const float *restrict a, const float *restrict b, long n
   case 7: ADV_BINARY_LOOP(w / u); break;
   }
 }
+
+/* Mean of m values and of their squared deviations from it, in float lanes (vectorised), as two passes. */
+static inline void mean_var(const float *restrict x, long m, float *mean, float *var) {
+  float s = 0, q = 0;
+#pragma omp simd reduction(+ : s)
+  for (long j = 0; j < m; j++) s += x[j];
+  const float mu = s / (float)m;
+#pragma omp simd reduction(+ : q)
+  for (long j = 0; j < m; j++) q += (x[j] - mu) * (x[j] - mu);
+  *mean = mu;
+  *var = q / (float)m;
+}
+
+/*
+ * Per-image standardisation of n images of m values: y = (x − μ)·r with r = 1/√max(σ², 1/m);
+ * writes y and each image's μ and r.
+ */
+void adv_standardize(const float *x, float *y, float *mean, float *rstd, int n, long m) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; i++) {
+    const float *restrict xi = x + i * m;
+    float *restrict yi = y + i * m;
+    float mu, v;
+    mean_var(xi, m, &mu, &v);
+    const float r = 1.0f / sqrtf(v < 1.0f / (float)m ? 1.0f / (float)m : v);
+    for (long j = 0; j < m; j++) yi[j] = (xi[j] - mu) * r;
+    mean[i] = mu;
+    rstd[i] = r;
+  }
+}
+
+/*
+ * Gradient of adv_standardize: dx = r · (dy − mean(dy) − y · mean(dy · y)), without the last term
+ * for an image whose σ² was below 1/m (there r does not depend on x).
+ */
+void adv_standardize_grad(const float *dy, const float *x, const float *mean, const float *rstd, float *dx, int n,
+                          long m) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; i++) {
+    const float *restrict xi = x + i * m, *restrict gi = dy + i * m;
+    float *restrict oi = dx + i * m;
+    const float mu = mean[i], r = rstd[i];
+    float mu2, v;
+    mean_var(xi, m, &mu2, &v);
+    float sg = 0, sgy = 0;
+#pragma omp simd reduction(+ : sg, sgy)
+    for (long j = 0; j < m; j++) {
+      sg += gi[j];
+      sgy += gi[j] * (xi[j] - mu) * r;
+    }
+    const float mg = sg / (float)m, mgy = v < 1.0f / (float)m ? 0.0f : sgy / (float)m;
+    for (long j = 0; j < m; j++) oi[j] = r * (gi[j] - mg - (xi[j] - mu) * r * mgy);
+  }
+}
+
+/*
+ * The update of an L-inf PGD step over n values, in float as the TF.js ops do it:
+ * y = clip(min(max(x + step * sign(g), x0 - eps), x0 + eps), lo, hi).
+ */
+void adv_pgd_update(const float *restrict x, const float *restrict g, const float *restrict x0, float *restrict y,
+                    long n, float step, float eps, float lo, float hi) {
+#pragma omp parallel for simd schedule(static)
+  for (long i = 0; i < n; i++) {
+    const float s = g[i] > 0.0f ? step : g[i] < 0.0f ? -step : 0.0f * g[i];
+    float v = x[i] + s;
+    const float a = x0[i] - eps, b = x0[i] + eps;
+    v = v > a ? v : a;
+    v = v < b ? v : b;
+    v = v > lo ? v : lo;
+    y[i] = v < hi ? v : hi;
+  }
+}

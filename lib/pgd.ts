@@ -106,10 +106,34 @@ export function pgdStep(
       loss = tf.keep(l);
       return l.sum();
     })(xAdv);
-    const stepped = xAdv.add(grad.sign().mul(o.stepSize));
-    return tf.minimum(tf.maximum(stepped, x.sub(o.eps)), x.add(o.eps)).clipByValue(lo, hi);
+    return signStep(xAdv, grad, x, o.stepSize, o.eps, [lo, hi]);
   });
   return { next, loss: loss! };
+}
+
+/** Kernel name of {@link signStep} as one pass, registered by the native backend. */
+export const PGD_UPDATE = "AdvPgdUpdate";
+
+/**
+ * The update of an L∞ PGD step: xAdv + α·sign(g), projected onto the ε-ball
+ * around x and clipped to the pixel range. One kernel where the backend has it
+ * (native), else the same arithmetic as TF.js ops.
+ */
+export function signStep(
+  xAdv: tf.Tensor,
+  grad: tf.Tensor,
+  x: tf.Tensor,
+  stepSize: number,
+  eps: number,
+  [lo, hi]: [number, number],
+): tf.Tensor {
+  if (tf.getKernel(PGD_UPDATE, tf.getBackend())) {
+    return tf.engine().runKernel(PGD_UPDATE, { x: xAdv, grad, x0: x }, { stepSize, eps, lo, hi }) as tf.Tensor;
+  }
+  return tf.tidy(() => {
+    const stepped = xAdv.add(grad.sign().mul(stepSize));
+    return tf.minimum(tf.maximum(stepped, x.sub(eps)), x.add(eps)).clipByValue(lo, hi);
+  });
 }
 
 /**

@@ -20,6 +20,28 @@ import { conv2d, dense, type Kwargs, type LayerArgs, oneInput } from "./layers.t
 import { tf, tfl } from "./tf.ts";
 import { BatchNormLeakyRelu } from "./fused.ts";
 
+/** Kernel names of the per-image standardisation and its gradient, registered by the native backend. */
+export const STANDARDIZE = "AdvStandardize";
+export const STANDARDIZE_GRAD = "AdvStandardizeGrad";
+
+/** Per-image standardisation as one kernel forward and one backward (instead of about a dozen broadcast ops). */
+function standardizeKernel(x: tf.Tensor): tf.Tensor {
+  const f = tf.customGrad(
+    ((xs: tf.Tensor, save: tf.GradSaveFunc) => {
+      const [y, mean, rstd] = tf.engine().runKernel(STANDARDIZE, { x: xs }, {}) as tf.Tensor[];
+      save([xs, mean, rstd]);
+      return {
+        value: y,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [sx, mean, rstd] = saved;
+          return tf.engine().runKernel(STANDARDIZE_GRAD, { dy, x: sx, mean, rstd }, {}) as tf.Tensor;
+        },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  );
+  return f(x);
+}
+
 /**
  * Per-image standardisation, as `tf.image.per_image_standardization`:
  * (x − mean) / max(std, 1/√(h·w·c)), mean and std over each image's pixels and
@@ -38,8 +60,11 @@ export class PerImageStandardization extends tfl.layers.Layer {
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
+    const x = oneInput(inputs);
+    if (tf.getKernel(STANDARDIZE, tf.getBackend()) && tf.getKernel(STANDARDIZE_GRAD, tf.getBackend())) {
+      return standardizeKernel(x);
+    }
     return tf.tidy(() => {
-      const x = oneInput(inputs);
       const axes = [1, 2, 3];
       const { mean, variance } = tf.moments(x, axes, true);
       const numel = x.shape.slice(1).reduce((a, b) => a! * b!, 1)!;

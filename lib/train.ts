@@ -42,12 +42,18 @@ export interface TrainConfig {
   randomStart: boolean;
   /** "adam", or "sgd" (momentum 0.9). */
   optimizer: "adam" | "sgd";
-  /** Learning rate (the first value when `lrBoundaries` is set). */
+  /** Learning rate (the first value when `lrBoundaries` is set, the peak when `lrPoints` is). */
   lr: number;
   /** Steps at which the learning rate drops to the next of `lrValues`. */
   lrBoundaries?: number[];
   /** Learning rates after each boundary. */
   lrValues?: number[];
+  /**
+   * A piecewise-linear schedule instead: [step, learning rate] points in
+   * increasing step order, linearly interpolated between them and held after
+   * the last (e.g. the one-cycle [[0, 0], [0.4 T, lr], [T, 0]]).
+   */
+  lrPoints?: [number, number][];
   /** L2 weight decay on kernels (sgd only). */
   weightDecay?: number;
   /** Examples per step. */
@@ -117,6 +123,14 @@ export function validateTrainConfig(c: TrainConfig): void {
   check(Number.isInteger(c.batch) && c.batch >= 1, `batch must be an integer ≥ 1, got ${c.batch}`);
   check(Number.isInteger(c.steps) && c.steps >= 1, `steps must be an integer ≥ 1, got ${c.steps}`);
   check(c.lr > 0, `lr must be > 0, got ${c.lr}`);
+  if (c.lrPoints) {
+    const p = c.lrPoints;
+    check(p.length >= 1 && !c.lrBoundaries?.length, "lrPoints needs at least one point and no lrBoundaries");
+    check(
+      p.every(([s, lr], i) => s >= 0 && lr >= 0 && (i === 0 || s > p[i - 1][0])),
+      `lrPoints must have increasing steps ≥ 0 and rates ≥ 0, got ${JSON.stringify(p)}`,
+    );
+  }
   if (c.method !== "natural") {
     try {
       validatePgdOptions({
@@ -131,12 +145,37 @@ export function validateTrainConfig(c: TrainConfig): void {
   }
 }
 
-/** The learning rate at `step` under the config's piecewise schedule. */
+/** The learning rate at `step` under the config's schedule (piecewise constant, or linear between `lrPoints`). */
 export function learningRate(c: TrainConfig, step: number): number {
+  const p = c.lrPoints;
+  if (p) {
+    if (step <= p[0][0]) return p[0][1];
+    for (let i = 1; i < p.length; i++) {
+      const [s0, lr0] = p[i - 1], [s1, lr1] = p[i];
+      if (step <= s1) return lr0 + (lr1 - lr0) * (step - s0) / (s1 - s0);
+    }
+    return p[p.length - 1][1];
+  }
   const b = c.lrBoundaries ?? [];
   let lr = c.lr;
   for (let i = 0; i < b.length; i++) if (step >= b[i]) lr = c.lrValues![i];
   return lr;
+}
+
+/**
+ * The optimiser and its learning-rate schedule in words: "Adam 0.001",
+ * "momentum SGD, lr 0.1 → 0.01 → 0.001 at steps 40000, 60000", or
+ * "momentum SGD, lr 0 → 0.2 → 0 linearly at steps 0, 640, 1600".
+ */
+export function optimizerText(t: TrainConfig): string {
+  if (t.optimizer === "adam") return `Adam ${t.lr}`;
+  if (t.lrPoints) {
+    return `momentum SGD, lr ${t.lrPoints.map((p) => p[1]).join(" → ")} linearly at steps ${
+      t.lrPoints.map((p) => p[0]).join(", ")
+    }`;
+  }
+  const at = t.lrBoundaries?.length ? ` at steps ${t.lrBoundaries.join(", ")}` : "";
+  return `momentum SGD, lr ${[t.lr, ...(t.lrValues ?? [])].join(" → ")}${at}`;
 }
 
 /** The example indices of training step `step`: a fresh permutation per epoch, from the seed. */

@@ -150,7 +150,14 @@ export interface BenchResult {
   rss_mb: number;
   num_tensors_growth: number;
   /** With --memory-steps N: resident memory and live tensors before and after N more training steps. */
-  memory?: { steps: number; rss_mb_before: number; rss_mb_quarters: number[]; num_tensors_growth: number };
+  memory?: {
+    steps: number;
+    rss_mb_before: number;
+    rss_mb_quarters: number[];
+    heap_mb_quarters: number[];
+    external_mb_quarters: number[];
+    num_tensors_growth: number;
+  };
 }
 
 const USAGE = `usage: deno task bench [options]
@@ -358,18 +365,25 @@ async function measure(backend: Backend, spec: BenchModel, config: Config): Prom
   };
   result.num_tensors_growth = growth;
   if (config.memorySteps > 0) {
-    const mb = () => Math.round(Deno.memoryUsage().rss / 2 ** 20);
-    const tensors = tf.memory().numTensors, before = mb(), quarters: number[] = [];
+    const mb = (k: "rss" | "heapUsed" | "external") => Math.round(Deno.memoryUsage()[k] / 2 ** 20);
+    const tensors = tf.memory().numTensors, before = mb("rss");
+    const quarters: number[] = [], heap: number[] = [], external: number[] = [];
     for (let i = 1; i <= config.memorySteps; i++) {
       const out = train();
       await out.data();
       out.dispose();
-      if (i % Math.max(1, Math.floor(config.memorySteps / 4)) === 0 && quarters.length < 4) quarters.push(mb());
+      if (i % Math.max(1, Math.floor(config.memorySteps / 4)) === 0 && quarters.length < 4) {
+        quarters.push(mb("rss"));
+        heap.push(mb("heapUsed"));
+        external.push(mb("external"));
+      }
     }
     result.memory = {
       steps: config.memorySteps,
       rss_mb_before: before,
       rss_mb_quarters: quarters, // after each quarter of the steps: a leak keeps rising, a warm-up levels off
+      heap_mb_quarters: heap, // V8's heap in use (JS objects)
+      external_mb_quarters: external, // memory V8 knows is held outside its heap (typed arrays' buffers)
       num_tensors_growth: tf.memory().numTensors - tensors,
     };
   }

@@ -45,7 +45,11 @@ Deno.test({
       assert.equal(l.num_tensors_growth, 0, `${l.model} leaks tensors`);
       assert.equal(l.memory.steps, 3);
       assert.equal(l.memory.num_tensors_growth, 0, `${l.model} leaks tensors over the memory steps`);
-      assert.ok(l.memory.rss_mb_before > 0 && l.memory.rss_mb_quarters.length === 3, JSON.stringify(l.memory));
+      assert.ok(
+        l.memory.rss_mb_before > 0 && l.memory.rss_mb_quarters.length === 3 && l.memory.heap_mb_quarters.length === 3 &&
+          l.memory.external_mb_quarters.length === 3,
+        JSON.stringify(l.memory),
+      );
     }
   },
 });

@@ -1,6 +1,14 @@
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { parseExperimentArgs, UserError } from "../mod.ts";
-import { CIFAR_DEFAULTS, DEFAULTS, PRESETS, SPEC, specFor } from "../experiments/figure1.ts";
+import {
+  CIFAR_DEFAULTS,
+  CIFAR_PRESETS,
+  DEFAULTS,
+  PRESETS,
+  SPEC,
+  specFor,
+  trainConfig,
+} from "../experiments/figure1.ts";
 
 Deno.test("flags override the preset, which overrides the defaults", () => {
   const r = parseExperimentArgs(["--preset", "paper", "--restarts", "20", "--backend", "cpu"], SPEC);
@@ -74,10 +82,25 @@ Deno.test("--dataset cifar10 switches to the CIFAR-10 defaults and checks the ε
   assertThrows(() => parseExperimentArgs(bad, specFor(bad)), UserError, "looks like a [0,1]-scale value");
   const mnistEps = ["--eps", "8"];
   assertThrows(() => parseExperimentArgs(mnistEps, specFor(mnistEps)), UserError, "--eps must be in (0, 1] for MNIST");
+  const schedule = ["--dataset", "cifar10", "--lr-schedule", "cosine"];
+  assertThrows(
+    () => parseExperimentArgs(schedule, specFor(schedule)),
+    UserError,
+    '--lr-schedule must be steps or cyclic, got "cosine"',
+  );
   const other = ["--dataset", "svhn"];
   assertThrows(
     () => parseExperimentArgs(other, specFor(other)),
     UserError,
     '--dataset must be mnist or cifar10, got "svhn"',
   );
+});
+
+Deno.test("CIFAR-10 schedules: the quick preset's one cycle peaks at 40%, the paper preset drops at 50% and 75%", () => {
+  const quick = trainConfig(CIFAR_DEFAULTS, "natural");
+  assertEquals(quick.lrPoints, [[0, 0], [Math.round(0.4 * quick.steps), CIFAR_DEFAULTS.lr], [quick.steps, 0]]);
+  assertEquals(quick.lrBoundaries, undefined);
+  const paper = trainConfig({ ...CIFAR_DEFAULTS, ...CIFAR_PRESETS.paper }, "adversarial");
+  assertEquals(paper.lrPoints, undefined);
+  assertEquals([paper.lr, paper.lrBoundaries, paper.lrValues], [0.1, [40000, 60000], [0.01, 0.001]]);
 });

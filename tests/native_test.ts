@@ -412,6 +412,9 @@ Deno.test({
         "AdvBatchNormActInferGrad",
         "AdvAdamUpdate",
         "AdvMomentumUpdate",
+        "AdvStandardize",
+        "AdvStandardizeGrad",
+        "AdvPgdUpdate",
       ]
         .sort(),
     );
@@ -538,6 +541,58 @@ Deno.test({
             tf.sum(tf.mul(batchNormActInfer(xs, m, v, gs, bs, 1e-3, 0.1), r));
           return [batchNormActInfer(x, m, v, g, b, 1e-3, 0.1), ...tf.grads((xs, gs, bs) => f(xs, gs, bs))([x, g, b])];
         });
+      }
+    }
+    useCompiledLoops(true);
+  },
+});
+
+Deno.test({
+  name: "native per-image standardisation (one kernel each way) equals the plain ops on cpu, with gradients",
+  ignore,
+  fn: async () => {
+    await setup();
+    const { PerImageStandardization, STANDARDIZE } = await import("../lib/resnet.ts");
+    const layer = new PerImageStandardization();
+    const f = (x: tf.Tensor) => layer.apply(x) as tf.Tensor;
+    await tf.setBackend(NATIVE_BACKEND);
+    assert.ok(tf.getKernel(STANDARDIZE, NATIVE_BACKEND), "the native backend registers the standardisation kernel");
+    for (const loops of ["compiled", "typescript"]) {
+      useCompiledLoops(loops === "compiled");
+      // pixels in [0, 255]; image 1 constant (σ² = 0 < 1/m: clamped, gradient without the σ term), image 2 nearly so
+      await assertSame(`standardisation and its input gradient (${loops} loops)`, () => {
+        const [n, h, w, c] = [3, 7, 5, 3], m = h * w * c;
+        const v = random(n * m, 40, 0, 255);
+        v.fill(17, m, 2 * m);
+        for (let j = 2 * m; j < 3 * m; j++) v[j] = 100 + (j % 2) * 0.05;
+        const x = tf.tensor4d(v, [n, h, w, c]), r = tensor([n, h, w, c], 41);
+        return [f(x), tf.grad((xs: tf.Tensor) => tf.sum(tf.mul(f(xs), r)))(x)];
+      });
+    }
+    useCompiledLoops(true);
+  },
+});
+
+Deno.test({
+  name: "native PGD update (one pass) equals the plain ops on cpu: sign step, ε-ball projection, pixel clip",
+  ignore,
+  fn: async () => {
+    await setup();
+    const { PGD_UPDATE, signStep } = await import("../lib/pgd.ts");
+    assert.ok(tf.getKernel(PGD_UPDATE, NATIVE_BACKEND), "the native backend registers the PGD update kernel");
+    for (const loops of ["compiled", "typescript"]) {
+      useCompiledLoops(loops === "compiled");
+      for (
+        const [range, eps, step] of [[[0, 255], 8, 2], [[0, 1], 0.3, 0.01]] as [[number, number], number, number][]
+      ) {
+        await assertSame(`PGD update in [${range}], ε ${eps}, step ${step} (${loops} loops)`, () => {
+          const shape = [5, 13, 11, 3], n = 5 * 13 * 11 * 3, [lo, hi] = range;
+          const x = tf.tensor(random(n, 50, lo, hi), shape);
+          // iterates inside, on and outside the ball, some beyond the pixel range; gradients with exact zeros
+          const xAdv = tf.add(x, tf.tensor(random(n, 51, -1.5 * eps, 1.5 * eps), shape));
+          const g = tf.tensor(random(n, 52).map((v, i) => (i % 7 === 0 ? 0 : v)), shape);
+          return signStep(xAdv, g, x, step, eps, range);
+        }, 1e-6);
       }
     }
     useCompiledLoops(true);

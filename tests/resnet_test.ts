@@ -15,6 +15,7 @@ import {
   type ResNetShape,
 } from "../lib/resnet.ts";
 import { loadModel, saveModel } from "../lib/checkpoint.ts";
+import { batchNormActInfer, batchNormActTrain } from "../lib/fused.ts";
 import { Rng } from "../lib/rng.ts";
 
 await tf.setBackend("cpu");
@@ -201,4 +202,37 @@ Deno.test("the same seed gives the same network, another seed another", () => {
   assertEquals(a, b);
   assert.notDeepStrictEqual(a, c);
   x.dispose();
+});
+
+Deno.test("batch norm + leaky ReLU as our ops (their gradient written out) equals TF.js's batchNorm and leakyRelu", () => {
+  const rng = new Rng(9);
+  const t = (shape: number[], lo: number, hi: number) =>
+    tf.tensor(rng.uniform(shape.reduce((a, b) => a * b, 1), lo, hi), shape);
+  const x = t([3, 5, 4, 6], -2, 3), g = t([6], 0.5, 1.5), b = t([6], -1, 1), r = t([3, 5, 4, 6], -1, 1);
+  const m = t([6], -1, 1), v = t([6], 0.5, 2);
+  const axes = [0, 1, 2];
+  const tfTrain = (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) => {
+    const { mean, variance } = tf.moments(xs, axes);
+    return tf.leakyRelu(tf.batchNorm(xs, mean, variance, bs, gs, 1e-3), 0.1);
+  };
+  const ours = {
+    train: (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) => batchNormActTrain(xs, gs, bs, 1e-3, 0.1).y,
+    infer: (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) => batchNormActInfer(xs, m, v, gs, bs, 1e-3, 0.1),
+  };
+  const reference = {
+    train: tfTrain,
+    infer: (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) => tf.leakyRelu(tf.batchNorm(xs, m, v, bs, gs, 1e-3), 0.1),
+  };
+  for (const mode of ["train", "infer"] as const) {
+    const run = (f: typeof tfTrain) => {
+      const loss = (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) => tf.sum(tf.mul(f(xs, gs, bs), r));
+      return [f(x, g, b), ...tf.grads(loss)([x, g, b])].map((u) => u.dataSync());
+    };
+    const got = run(ours[mode]), want = run(reference[mode]);
+    ["y", "dx", "dgamma", "dbeta"].forEach((name, i) => assertClose(got[i], want[i], 1e-4, `${mode} ${name}`));
+  }
+  const stats = batchNormActTrain(x, g, b, 1e-3, 0.1);
+  const { mean, variance } = tf.moments(x, axes);
+  assertClose(stats.mean.dataSync(), mean.dataSync(), 1e-5, "batch mean");
+  assertClose(stats.variance.dataSync(), variance.dataSync(), 1e-5, "batch variance");
 });

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertRejects } from "./assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
 import {
   Adam,
   capacityShape,
@@ -18,7 +18,7 @@ import {
 } from "../mod.ts";
 import { writeFileAtomic } from "../lib/checkpoint.ts";
 import { KILL_CONFIG } from "./fixtures/kill_config.ts";
-import { trainableVariables } from "../lib/train.ts";
+import { learningRate, trainableVariables, validateTrainConfig } from "../lib/train.ts";
 import { Rng } from "../lib/rng.ts";
 
 await tf.setBackend("cpu");
@@ -181,4 +181,18 @@ Deno.test("kill -9 during training, then resume: same model as an uninterrupted 
   assertEquals(resumed.history.loss, whole.history.loss);
   assertEquals(await weights(resumed.model), await weights(whole.model));
   await Deno.remove(cacheDir, { recursive: true });
+});
+
+Deno.test("learning-rate schedules: steps drop at their boundaries, points interpolate linearly", () => {
+  const steps: TrainConfig = { ...CONFIG, lr: 0.1, lrBoundaries: [10, 15], lrValues: [0.01, 0.001], steps: 20 };
+  assertEquals([0, 9, 10, 14, 15, 19].map((s) => learningRate(steps, s)), [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]);
+  const cycle: TrainConfig = { ...CONFIG, lr: 0.2, lrPoints: [[0, 0], [40, 0.2], [100, 0]], steps: 100 };
+  const at = (s: number) => learningRate(cycle, s);
+  for (const [s, want] of [[0, 0], [10, 0.05], [40, 0.2], [70, 0.1], [100, 0], [120, 0]]) {
+    assert(Math.abs(at(s) - want) < 1e-12, `step ${s}: ${at(s)}, expected ${want}`);
+  }
+  for (const bad of [[[0, 0], [0, 0.1]], [[5, 0.1], [2, 0]], [[0, -1]], []] as [number, number][][]) {
+    assertThrows(() => validateTrainConfig({ ...cycle, lrPoints: bad }), UserError, "lrPoints");
+  }
+  validateTrainConfig(cycle);
 });
