@@ -45,6 +45,7 @@ const SYMBOLS = {
     parameters: ["buffer", "buffer", "buffer", "buffer", "i64", "f32", "f32", "f32", "f32"],
     result: "void",
   },
+  adv_avg_pool: { parameters: ["buffer", "buffer", "i32", "buffer", "i32"], result: "void" },
   adv_binary: { parameters: ["i32", "buffer", "buffer", "i64", "i64", "buffer", "i32"], result: "void" },
   adv_bn_act_train: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "f32", "f32"],
@@ -142,6 +143,11 @@ export interface CompiledKernels {
     n: number,
     m: number,
   ): void;
+  /**
+   * Average pooling of n NHWC images (params as im2col's; windows count the pixels inside the image only):
+   * out = pool(in), or with `grad` out = dx from in = dy.
+   */
+  avgPool(input: Float32Array, out: Float32Array, n: number, params: Int32Array, grad: boolean): void;
   /** One L∞ PGD update of n values: y = clip(min(max(x + step·sign(g), x0 − eps), x0 + eps), lo, hi). */
   pgdUpdate(
     x: Float32Array,
@@ -207,6 +213,7 @@ function load(): { ok: true; kernels: CompiledKernels } | { ok: false; reason: s
         standardize: (x, y, mean, rstd, n, m) => lib.symbols.adv_standardize(x, y, mean, rstd, n, BigInt(m)),
         standardizeGrad: (dy, x, mean, rstd, dx, n, m) =>
           lib.symbols.adv_standardize_grad(dy, x, mean, rstd, dx, n, BigInt(m)),
+        avgPool: (input, out, n, params, grad) => lib.symbols.adv_avg_pool(input, out, n, params, grad ? 1 : 0),
         pgdUpdate: (x, g, x0, y, step, eps, lo, hi) =>
           lib.symbols.adv_pgd_update(x, g, x0, y, BigInt(x.length), step, eps, lo, hi),
         binary: (op, a, b, p, y, swap) =>

@@ -867,6 +867,11 @@ const avgPool: Kernel = (args) => {
   const xv = values(backend, x);
   const H = ci.inHeight, W = ci.inWidth, C = ci.inChannels;
   const OH = ci.outHeight, OW = ci.outWidth;
+  if (compiled) {
+    const y = backend.alloc(ci.batchSize * OH * OW * C);
+    compiled.avgPool(xv, y, ci.batchSize, convParams(ci), false);
+    return output(backend, ci.outShape, y);
+  }
   const y = backend.alloc(ci.batchSize * OH * OW * C).fill(0);
   let o = 0;
   for (let b = 0; b < ci.batchSize; b++) {
@@ -904,6 +909,11 @@ const avgPoolGrad: Kernel = (args) => {
   const dyv = values(backend, dy);
   const H = ci.inHeight, W = ci.inWidth, C = ci.inChannels;
   const OH = ci.outHeight, OW = ci.outWidth;
+  if (compiled) {
+    const dx = backend.alloc(sizeOf(input.shape));
+    compiled.avgPool(dyv, dx, ci.batchSize, convParams(ci), true);
+    return output(backend, input.shape, dx);
+  }
   const dx = backend.alloc(sizeOf(input.shape)).fill(0);
   let o = 0;
   for (let b = 0; b < ci.batchSize; b++) {
@@ -1275,7 +1285,10 @@ function rowCopy(
       off += s * xStrides[d];
     }
     if (inside && lastCount > 0) {
-      y.set(x.subarray(off + lastStart, off + lastStart + lastCount), row * yShape[r - 1] + lastOut);
+      const from = off + lastStart, to = row * yShape[r - 1] + lastOut;
+      // short rows (a few channels) by hand: a subarray view per row costs more than the copy
+      if (lastCount < 64) { for (let k = 0; k < lastCount; k++) y[to + k] = x[from + k]; }
+      else y.set(x.subarray(from, from + lastCount), to);
     }
     for (let d = r - 2; d >= 0; d--) {
       if (++idx[d] < yShape[d]) break;

@@ -334,3 +334,45 @@ void adv_pgd_update(const float *restrict x, const float *restrict g, const floa
     y[i] = v < hi ? v : hi;
   }
 }
+
+/*
+ * Average pooling over NHWC images b < n (params as adv_im2col's; the window's pixels inside the image only, as
+ * TensorFlow): forward y from x, or with grad != 0 its adjoint, dx (zeroed here) from dy.
+ */
+void adv_avg_pool(const float *in, float *out, int n, const int *params, int grad) {
+  conv_t ci = info(params);
+  const long xImage = (long)ci.H * ci.W * ci.C, yImage = (long)ci.OH * ci.OW * ci.C;
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < n; b++) {
+    const float *src = in + b * (grad ? yImage : xImage);
+    float *dst = out + b * (grad ? xImage : yImage);
+    if (grad) memset(dst, 0, sizeof(float) * xImage);
+    for (int oh = 0; oh < ci.OH; oh++) {
+      const int ih0 = oh * ci.sh - ci.pt;
+      const int r0 = ih0 < 0 ? 0 : ih0, r1 = ih0 + ci.KH < ci.H ? ih0 + ci.KH : ci.H;
+      for (int ow = 0; ow < ci.OW; ow++) {
+        const int iw0 = ow * ci.sw - ci.pl;
+        const int c0 = iw0 < 0 ? 0 : iw0, c1 = iw0 + ci.KW < ci.W ? iw0 + ci.KW : ci.W;
+        const float inv = 1.0f / (float)((r1 - r0) * (c1 - c0));
+        const long o = ((long)oh * ci.OW + ow) * ci.C;
+        if (!grad) {
+          float *restrict yo = dst + o;
+          for (int c = 0; c < ci.C; c++) yo[c] = 0;
+          for (int ih = r0; ih < r1; ih++)
+            for (int iw = c0; iw < c1; iw++) {
+              const float *restrict xs = src + ((long)ih * ci.W + iw) * ci.C;
+              for (int c = 0; c < ci.C; c++) yo[c] += xs[c];
+            }
+          for (int c = 0; c < ci.C; c++) yo[c] *= inv;
+        } else {
+          const float *restrict g = src + o;
+          for (int ih = r0; ih < r1; ih++)
+            for (int iw = c0; iw < c1; iw++) {
+              float *restrict xd = dst + ((long)ih * ci.W + iw) * ci.C;
+              for (int c = 0; c < ci.C; c++) xd[c] += g[c] * inv;
+            }
+        }
+      }
+    }
+  }
+}

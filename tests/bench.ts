@@ -365,7 +365,9 @@ async function measure(backend: Backend, spec: BenchModel, config: Config): Prom
   };
   result.num_tensors_growth = growth;
   if (config.memorySteps > 0) {
-    const mb = (k: "rss" | "heapUsed" | "external") => Math.round(Deno.memoryUsage()[k] / 2 ** 20);
+    const mb = (k: "rss" | "heapTotal" | "external") => Math.round(Deno.memoryUsage()[k] / 2 ** 20);
+    // With --v8-flags=--expose-gc, a full collection before each reading separates garbage from growth.
+    const gc = (globalThis as { gc?: () => void }).gc;
     const tensors = tf.memory().numTensors, before = mb("rss");
     const quarters: number[] = [], heap: number[] = [], external: number[] = [];
     for (let i = 1; i <= config.memorySteps; i++) {
@@ -373,8 +375,9 @@ async function measure(backend: Backend, spec: BenchModel, config: Config): Prom
       await out.data();
       out.dispose();
       if (i % Math.max(1, Math.floor(config.memorySteps / 4)) === 0 && quarters.length < 4) {
+        gc?.();
         quarters.push(mb("rss"));
-        heap.push(mb("heapUsed"));
+        heap.push(mb("heapTotal"));
         external.push(mb("external"));
       }
     }
@@ -382,7 +385,7 @@ async function measure(backend: Backend, spec: BenchModel, config: Config): Prom
       steps: config.memorySteps,
       rss_mb_before: before,
       rss_mb_quarters: quarters, // after each quarter of the steps: a leak keeps rising, a warm-up levels off
-      heap_mb_quarters: heap, // V8's heap in use (JS objects)
+      heap_mb_quarters: heap, // V8's heap size (JS objects, garbage included unless collected)
       external_mb_quarters: external, // memory V8 knows is held outside its heap (typed arrays' buffers)
       num_tensors_growth: tf.memory().numTensors - tensors,
     };

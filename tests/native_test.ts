@@ -249,8 +249,13 @@ Deno.test({
       [[2, 5, 6, 4], 2, 1, "same"],
       [[3, 9, 7, 1], 3, 2, "valid"],
     ];
-    for (const [i, [shape, size, stride, pad]] of cases.entries()) {
-      const what = `${shape} size ${size} stride ${stride} ${pad}`;
+    for (
+      const [i, [shape, size, stride, pad, loops]] of cases.flatMap((c) =>
+        [[...c, "compiled"], [...c, "typescript"]] as const
+      ).entries()
+    ) {
+      useCompiledLoops(loops === "compiled");
+      const what = `${shape} size ${size} stride ${stride} ${pad} (${loops} loops)`;
       // ReLU'd input: many zero ties, as in the MNIST net.
       const input = () => tf.relu(tensor(shape, 130 + i));
       await assertSame(`MaxPool ${what}`, () => tf.maxPool(input() as tf.Tensor4D, size, stride, pad));
@@ -280,6 +285,7 @@ Deno.test({
         assert.ok(Math.abs(lhs - rhs) <= 1e-4 * Math.max(1, Math.abs(lhs)), `AvgPoolGrad adjoint ${what}`);
       });
     }
+    useCompiledLoops(true);
   },
 });
 
