@@ -157,7 +157,7 @@ export const CIFAR_DEFAULTS: Config = {
   weightDecay: 2e-4,
   batch: 128,
   naturalSteps: 1600,
-  advSteps: 950,
+  advSteps: 1050,
   trainMethod: "fgsm",
   trainAttackSteps: 1,
   trainAttackStepSize: 10,
