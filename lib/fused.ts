@@ -35,72 +35,71 @@ export function batchNormActTrain(
   epsilon: number,
   alpha: number,
 ): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
-  if (!nativeKernels()) return batchNormActTrainOps(x, gamma, beta, epsilon, alpha);
+  const { forward, backward } = nativeKernels() ? trainKernels(epsilon, alpha) : trainOps(x, epsilon, alpha);
   let stats: tf.Tensor[] = [];
   // customGrad's type takes the inputs as one rest parameter; ours are three tensors and the save function.
   const f = tf.customGrad(
     ((xs: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
-      const [y, mean, variance] = tf.engine().runKernel(BN_ACT_TRAIN, { x: xs, gamma: g, beta: b }, {
-        epsilon,
-        alpha,
-      }) as tf.Tensor[];
-      save([xs, g, b, mean, variance]);
+      const { y, mean, variance, saved } = forward(xs, g, b);
+      save(saved);
       stats = [tf.keep(mean), tf.keep(variance)];
-      return {
-        value: y,
-        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-          const [sx, sg, sb, sm, sv] = saved;
-          return tf.engine().runKernel(BN_ACT_GRAD, { dy, x: sx, gamma: sg, beta: sb, mean: sm, variance: sv }, {
-            epsilon,
-            alpha,
-          }) as tf.Tensor[];
-        },
-      };
+      return { value: y, gradFunc: backward };
     }) as unknown as Parameters<typeof tf.customGrad>[0],
   );
   const y = f(x, gamma, beta);
   return { y, mean: stats[0], variance: stats[1] };
 }
 
+/** The two passes of {@link batchNormActTrain}: y, the batch statistics and what the gradient needs; dx, dγ, dβ. */
+interface TrainPasses {
+  forward(
+    x: tf.Tensor,
+    gamma: tf.Tensor,
+    beta: tf.Tensor,
+  ): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor; saved: tf.Tensor[] };
+  backward(dy: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[];
+}
+
+/** The native backend's kernels, one each way. */
+function trainKernels(epsilon: number, alpha: number): TrainPasses {
+  return {
+    forward: (x, gamma, beta) => {
+      const [y, mean, variance] = tf.engine().runKernel(BN_ACT_TRAIN, { x, gamma, beta }, {
+        epsilon,
+        alpha,
+      }) as tf.Tensor[];
+      return { y, mean, variance, saved: [x, gamma, beta, mean, variance] };
+    },
+    backward: (dy, [x, gamma, beta, mean, variance]) =>
+      tf.engine().runKernel(BN_ACT_GRAD, { dy, x, gamma, beta, mean, variance }, { epsilon, alpha }) as tf.Tensor[],
+  };
+}
+
 /**
- * {@link batchNormActTrain} as TF.js ops on any backend, with its gradient
- * written out (broadcasts and sums; TF.js's own batch-norm gradient tiles the
- * statistics to the input's shape, which dominated a ResNet step on wasm).
+ * TF.js ops on any other backend, with the gradient written out as broadcasts
+ * and sums: TF.js's own batch-norm gradient tiles the statistics to the
+ * input's shape, which was a third of a ResNet training step on wasm.
  */
-function batchNormActTrainOps(
-  x: tf.Tensor,
-  gamma: tf.Tensor,
-  beta: tf.Tensor,
-  epsilon: number,
-  alpha: number,
-): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
+function trainOps(x: tf.Tensor, epsilon: number, alpha: number): TrainPasses {
   const axes = x.shape.map((_, i) => i).slice(0, -1);
   const n = x.size / x.shape[x.rank - 1];
-  let stats: tf.Tensor[] = [];
-  const f = tf.customGrad(
-    ((xs: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+  return {
+    forward: (xs, g, b) => {
       const { mean, variance } = tf.moments(xs, axes);
       const inv = tf.rsqrt(tf.add(variance, epsilon));
       const xhat = tf.mul(tf.sub(xs, mean), inv);
       const y = tf.leakyRelu(tf.add(tf.mul(xhat, g), b), alpha);
-      save([xhat, g, inv, y]);
-      stats = [tf.keep(mean), tf.keep(variance)];
-      return {
-        value: y,
-        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-          const [sxhat, sg, sinv, sy] = saved;
-          // d = ∂L/∂z through leaky ReLU (z > 0 exactly where y > 0); then the batch-norm gradient
-          const d = tf.where(tf.greater(sy, 0), dy, tf.mul(dy, alpha));
-          const dbeta = tf.sum(d, axes);
-          const dgamma = tf.sum(tf.mul(d, sxhat), axes);
-          const centred = tf.sub(tf.sub(d, tf.div(dbeta, n)), tf.mul(sxhat, tf.div(dgamma, n)));
-          return [tf.mul(centred, tf.mul(sg, sinv)), dgamma, dbeta];
-        },
-      };
-    }) as unknown as Parameters<typeof tf.customGrad>[0],
-  );
-  const y = f(x, gamma, beta);
-  return { y, mean: stats[0], variance: stats[1] };
+      return { y, mean, variance, saved: [xhat, g, inv, y] };
+    },
+    backward: (dy, [xhat, g, inv, y]) => {
+      // d = ∂L/∂z through leaky ReLU (z > 0 exactly where y > 0); then the batch-norm gradient
+      const d = tf.where(tf.greater(y, 0), dy, tf.mul(dy, alpha));
+      const dbeta = tf.sum(d, axes);
+      const dgamma = tf.sum(tf.mul(d, xhat), axes);
+      const centred = tf.sub(tf.sub(d, tf.div(dbeta, n)), tf.mul(xhat, tf.div(dgamma, n)));
+      return [tf.mul(centred, tf.mul(g, inv)), dgamma, dbeta];
+    },
+  };
 }
 
 /**
