@@ -1197,7 +1197,7 @@ function compare(name: string, f: (x: number, z: number) => number): Kernel {
 /** where(condition, a, b) with all three of one shape (cpu otherwise). */
 const select: Kernel = (args) => {
   const { condition, t, e } = args.inputs as { condition: Info; t: Info; e: Info };
-  const same = (p: number[], q: number[]) => p.length === q.length && p.every((d, i) => d === q[i]);
+  const same = tf.util.arraysEqual;
   if (!allFloat(t, e) || !same(condition.shape, t.shape) || !same(t.shape, e.shape)) return cpu("Select", args);
   const c = args.backend.data.get(condition.dataId).values as Uint8Array;
   const tv = values(args.backend, t), ev = values(args.backend, e);
@@ -1622,7 +1622,7 @@ const pgdUpdate: Kernel = (args) => {
   const { x, grad, x0 } = args.inputs as Record<string, Info>;
   const { stepSize, eps, lo, hi } = args.attrs as Record<string, number>;
   const b = args.backend;
-  const same = (p: number[], q: number[]) => p.length === q.length && p.every((d, i) => d === q[i]);
+  const same = tf.util.arraysEqual;
   if (!same(x.shape, grad.shape) || !same(x.shape, x0.shape)) {
     throw new Error(`AdvPgdUpdate: x, grad and x0 must have one shape, got ${x.shape}, ${grad.shape}, ${x0.shape}`);
   }

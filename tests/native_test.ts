@@ -83,6 +83,18 @@ async function assertSame(what: string, f: () => tf.Tensor | tf.Tensor[], tol = 
   }
 }
 
+/** Runs `f` with the native backend's compiled C loops, then with its TypeScript loops; leaves the compiled ones on. */
+async function eachLoops(f: (loops: "compiled" | "typescript") => Promise<void>): Promise<void> {
+  try {
+    for (const loops of ["compiled", "typescript"] as const) {
+      useCompiledLoops(loops === "compiled");
+      await f(loops);
+    }
+  } finally {
+    useCompiledLoops(true);
+  }
+}
+
 const setup = async () => {
   const r = await registerNativeBackend();
   assert.ok(r.ok, r.ok ? "" : r.reason);
@@ -136,12 +148,10 @@ Deno.test({
       assert(dnnlCounts.done > before.done + 2 * CONVS.length, "oneDNN computed the convolutions");
     }
     useDnnl(false);
-    for (const loops of ["compiled", "typescript"]) {
-      useCompiledLoops(loops === "compiled");
+    await eachLoops(async (loops) => {
       if (loops === "compiled" && compiledReason) console.warn(`compiled loops unavailable: ${compiledReason}`);
       await convCases();
-    }
-    useCompiledLoops(true);
+    });
     useDnnl(true);
   },
 });
@@ -249,43 +259,39 @@ Deno.test({
       [[2, 5, 6, 4], 2, 1, "same"],
       [[3, 9, 7, 1], 3, 2, "valid"],
     ];
-    for (
-      const [i, [shape, size, stride, pad, loops]] of cases.flatMap((c) =>
-        [[...c, "compiled"], [...c, "typescript"]] as const
-      ).entries()
-    ) {
-      useCompiledLoops(loops === "compiled");
-      const what = `${shape} size ${size} stride ${stride} ${pad} (${loops} loops)`;
-      // ReLU'd input: many zero ties, as in the MNIST net.
-      const input = () => tf.relu(tensor(shape, 130 + i));
-      await assertSame(`MaxPool ${what}`, () => tf.maxPool(input() as tf.Tensor4D, size, stride, pad));
-      await assertSame(`MaxPoolGrad ${what}`, () => {
-        const x = input();
-        const r = tensor(tf.maxPool(x as tf.Tensor4D, size, stride, pad).shape, 140 + i);
-        return tf.grad((a) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, size, stride, pad), r)))(x);
-      });
-      await assertSame(`AvgPool ${what}`, () => tf.avgPool(input() as tf.Tensor4D, size, stride, pad));
-      const avgGrad = () => {
-        const x = input();
-        const r = tensor(tf.avgPool(x as tf.Tensor4D, size, stride, pad).shape, 150 + i);
-        return [
-          tf.grad((a) => tf.sum(tf.mul(tf.avgPool(a as tf.Tensor4D, size, stride, pad), r)))(x),
-          x,
-          r,
-        ];
-      };
-      if (pad === "valid") await assertSame(`AvgPoolGrad ${what}`, avgGrad);
-      // Native's AvgPoolGrad is the exact adjoint of AvgPool (SAME included):
-      // <avgPool(x), r> = <x, avgPoolGrad(r)>.
-      await tf.setBackend(NATIVE_BACKEND);
-      tf.tidy(() => {
-        const [g, x, r] = avgGrad();
-        const lhs = tf.sum(tf.mul(tf.avgPool(x as tf.Tensor4D, size, stride, pad), r)).dataSync()[0];
-        const rhs = tf.sum(tf.mul(x, g)).dataSync()[0];
-        assert.ok(Math.abs(lhs - rhs) <= 1e-4 * Math.max(1, Math.abs(lhs)), `AvgPoolGrad adjoint ${what}`);
-      });
-    }
-    useCompiledLoops(true);
+    await eachLoops(async (loops) => {
+      for (const [i, [shape, size, stride, pad]] of cases.entries()) {
+        const what = `${shape} size ${size} stride ${stride} ${pad} (${loops} loops)`;
+        // ReLU'd input: many zero ties, as in the MNIST net.
+        const input = () => tf.relu(tensor(shape, 130 + i));
+        await assertSame(`MaxPool ${what}`, () => tf.maxPool(input() as tf.Tensor4D, size, stride, pad));
+        await assertSame(`MaxPoolGrad ${what}`, () => {
+          const x = input();
+          const r = tensor(tf.maxPool(x as tf.Tensor4D, size, stride, pad).shape, 140 + i);
+          return tf.grad((a) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, size, stride, pad), r)))(x);
+        });
+        await assertSame(`AvgPool ${what}`, () => tf.avgPool(input() as tf.Tensor4D, size, stride, pad));
+        const avgGrad = () => {
+          const x = input();
+          const r = tensor(tf.avgPool(x as tf.Tensor4D, size, stride, pad).shape, 150 + i);
+          return [
+            tf.grad((a) => tf.sum(tf.mul(tf.avgPool(a as tf.Tensor4D, size, stride, pad), r)))(x),
+            x,
+            r,
+          ];
+        };
+        if (pad === "valid") await assertSame(`AvgPoolGrad ${what}`, avgGrad);
+        // Native's AvgPoolGrad is the exact adjoint of AvgPool (SAME included):
+        // <avgPool(x), r> = <x, avgPoolGrad(r)>.
+        await tf.setBackend(NATIVE_BACKEND);
+        tf.tidy(() => {
+          const [g, x, r] = avgGrad();
+          const lhs = tf.sum(tf.mul(tf.avgPool(x as tf.Tensor4D, size, stride, pad), r)).dataSync()[0];
+          const rhs = tf.sum(tf.mul(x, g)).dataSync()[0];
+          assert.ok(Math.abs(lhs - rhs) <= 1e-4 * Math.max(1, Math.abs(lhs)), `AvgPoolGrad adjoint ${what}`);
+        });
+      }
+    });
   },
 });
 
@@ -313,16 +319,14 @@ Deno.test({
     }
     // long enough for the compiled, threaded loop (and, without it, the JS one): same shape, channel, scalar, swapped
     const big = [4, 33, 17, 16];
-    for (const loops of ["compiled", "typescript"]) {
-      useCompiledLoops(loops === "compiled");
+    await eachLoops(async (loops) => {
       for (const [i, [sa, sb]] of ([[big, big], [big, [16]], [[16], big], [big, []], [[], big]] as const).entries()) {
         await assertSame(`add / sub / mul / div ${JSON.stringify(sa)} ${JSON.stringify(sb)} (${loops})`, () => {
           const a = tensor([...sa], 200 + i), b = tensor([...sb], 210 + i, 0.5, 2);
           return [tf.add(a, b), tf.sub(a, b), tf.mul(a, b), tf.div(a, b)];
         });
       }
-    }
-    useCompiledLoops(true);
+    });
     await assertSame("sum over leading, trailing, middle and all axes", () => {
       const x = tensor(s, 190);
       return [
@@ -518,8 +522,7 @@ Deno.test({
   fn: async () => {
     await setup();
     const { batchNormActTrain } = await import("../lib/fused.ts");
-    for (const loops of ["compiled", "typescript"]) {
-      useCompiledLoops(loops === "compiled");
+    await eachLoops(async (loops) => {
       // 60 rows: less than one block of the C loops; 567 rows: several blocks and a remainder, split across threads
       for (const shape of [[4, 5, 3, 6], [7, 9, 9, 5]]) {
         await assertSame(`bn+leaky train ${shape} (${loops} loops)`, () => {
@@ -532,11 +535,9 @@ Deno.test({
           return [y, mean, variance, ...tf.grads((xs, gs, bs) => f(xs, gs, bs))([x, g, b])];
         });
       }
-    }
-    useCompiledLoops(true);
+    });
     const { batchNormActInfer } = await import("../lib/fused.ts");
-    for (const loops of ["compiled", "typescript"]) {
-      useCompiledLoops(loops === "compiled");
+    await eachLoops(async (loops) => {
       for (const shape of [[4, 5, 3, 6], [7, 9, 9, 5]]) {
         await assertSame(`bn+leaky inference ${shape} and its gradients (${loops} loops)`, () => {
           const C = shape[3];
@@ -548,8 +549,7 @@ Deno.test({
           return [batchNormActInfer(x, m, v, g, b, 1e-3, 0.1), ...tf.grads((xs, gs, bs) => f(xs, gs, bs))([x, g, b])];
         });
       }
-    }
-    useCompiledLoops(true);
+    });
   },
 });
 
@@ -563,8 +563,7 @@ Deno.test({
     const f = (x: tf.Tensor) => layer.apply(x) as tf.Tensor;
     await tf.setBackend(NATIVE_BACKEND);
     assert.ok(tf.getKernel(STANDARDIZE, NATIVE_BACKEND), "the native backend registers the standardisation kernel");
-    for (const loops of ["compiled", "typescript"]) {
-      useCompiledLoops(loops === "compiled");
+    await eachLoops(async (loops) => {
       // pixels in [0, 255]; image 1 constant (σ² = 0 < 1/m: clamped, gradient without the σ term), image 2 nearly so
       await assertSame(`standardisation and its input gradient (${loops} loops)`, () => {
         const [n, h, w, c] = [3, 7, 5, 3], m = h * w * c;
@@ -574,8 +573,7 @@ Deno.test({
         const x = tf.tensor4d(v, [n, h, w, c]), r = tensor([n, h, w, c], 41);
         return [f(x), tf.grad((xs: tf.Tensor) => tf.sum(tf.mul(f(xs), r)))(x)];
       });
-    }
-    useCompiledLoops(true);
+    });
   },
 });
 
@@ -586,8 +584,7 @@ Deno.test({
     await setup();
     const { PGD_UPDATE, signStep } = await import("../lib/pgd.ts");
     assert.ok(tf.getKernel(PGD_UPDATE, NATIVE_BACKEND), "the native backend registers the PGD update kernel");
-    for (const loops of ["compiled", "typescript"]) {
-      useCompiledLoops(loops === "compiled");
+    await eachLoops(async (loops) => {
       for (
         const [range, eps, step] of [[[0, 255], 8, 2], [[0, 1], 0.3, 0.01]] as [[number, number], number, number][]
       ) {
@@ -600,8 +597,7 @@ Deno.test({
           return signStep(xAdv, g, x, step, eps, range);
         }, 1e-6);
       }
-    }
-    useCompiledLoops(true);
+    });
   },
 });
 
