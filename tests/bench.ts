@@ -170,7 +170,9 @@ const USAGE = `usage: deno task bench [options]
                                   net(s) to measure (default all; a comma list)
   --seconds N                     timed seconds per measurement (default 5)
   --memory-steps N                after the timings, N more training steps per net, reporting resident
-                                  memory before and after each quarter, and live tensors (default 0: none)
+                                  memory before and after each quarter, and live tensors (default 0: none);
+                                  under --v8-flags=--expose-gc (as deno task bench runs) each reading
+                                  follows a full garbage collection
   --peer                          also measure PyTorch (tests/peer_torch.py), alternating
                                   with ours, each run its own process, and print the
                                   ratios of the medians (needs --allow-run and python3-torch)
