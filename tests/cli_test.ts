@@ -96,11 +96,13 @@ Deno.test("--dataset cifar10 switches to the CIFAR-10 defaults and checks the ε
   );
 });
 
-Deno.test("CIFAR-10 schedules: the quick preset's one cycle peaks at 40%, the paper preset drops at 50% and 75%", () => {
+Deno.test("CIFAR-10 schedules: the quick preset's one cycle peaks at 40%, the paper preset drops at 50% and 75% and keeps the paper's decay", () => {
   const quick = trainConfig(CIFAR_DEFAULTS, "natural");
   assertEquals(quick.lrPoints, [[0, 0], [Math.round(0.4 * quick.steps), CIFAR_DEFAULTS.lr], [quick.steps, 0]]);
   assertEquals(quick.lrBoundaries, undefined);
   const paper = trainConfig({ ...CIFAR_DEFAULTS, ...CIFAR_PRESETS.paper }, "adversarial");
   assertEquals(paper.lrPoints, undefined);
   assertEquals([paper.lr, paper.lrBoundaries, paper.lrValues], [0.1, [40000, 60000], [0.01, 0.001]]);
+  // The paper's weight decay whatever the quick preset uses (5e-4, chosen by tests/sweep_torch.py).
+  assertEquals([paper.weightDecay, quick.weightDecay], [2e-4, 5e-4]);
 });
