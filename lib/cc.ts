@@ -46,6 +46,9 @@ const SYMBOLS = {
     result: "void",
   },
   adv_avg_pool: { parameters: ["buffer", "buffer", "i32", "buffer", "i32"], result: "void" },
+  adv_max_pool: { parameters: ["buffer", "buffer", "i32", "buffer"], result: "void" },
+  adv_max_pool_grad: { parameters: ["buffer", "buffer", "buffer", "i32", "buffer"], result: "void" },
+  adv_relu_step: { parameters: ["buffer", "buffer", "i64", "i32", "f32"], result: "void" },
   adv_binary: { parameters: ["i32", "buffer", "buffer", "i64", "i64", "buffer", "i32"], result: "void" },
   adv_bn_act_train: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "f32", "f32"],
@@ -148,6 +151,12 @@ export interface CompiledKernels {
    * out = pool(in), or with `grad` out = dx from in = dy.
    */
   avgPool(input: Float32Array, out: Float32Array, n: number, params: Int32Array, grad: boolean): void;
+  /** Max pooling of n NHWC images (params as im2col's), NaNs as the TypeScript twin in lib/native.ts. */
+  maxPool(x: Float32Array, y: Float32Array, n: number, params: Int32Array): void;
+  /** The max-pooling gradient: dx (zeroed here) gets each window's dy at its first maximum in scan order. */
+  maxPoolGrad(x: Float32Array, dy: Float32Array, dx: Float32Array, n: number, params: Int32Array): void;
+  /** y = relu(x), or with `step` its gradient step(x, alpha) (1 where x > 0, else alpha), NaN kept; threaded. */
+  reluStep(x: Float32Array, y: Float32Array, step: boolean, alpha: number): void;
   /** One L∞ PGD update of n values: y = clip(min(max(x + step·sign(g), x0 − eps), x0 + eps), lo, hi). */
   pgdUpdate(
     x: Float32Array,
@@ -214,6 +223,9 @@ function load(): { ok: true; kernels: CompiledKernels } | { ok: false; reason: s
         standardizeGrad: (dy, x, mean, rstd, dx, n, m) =>
           lib.symbols.adv_standardize_grad(dy, x, mean, rstd, dx, n, BigInt(m)),
         avgPool: (input, out, n, params, grad) => lib.symbols.adv_avg_pool(input, out, n, params, grad ? 1 : 0),
+        maxPool: (x, y, n, params) => lib.symbols.adv_max_pool(x, y, n, params),
+        maxPoolGrad: (x, dy, dx, n, params) => lib.symbols.adv_max_pool_grad(x, dy, dx, n, params),
+        reluStep: (x, y, step, alpha) => lib.symbols.adv_relu_step(x, y, BigInt(x.length), step ? 1 : 0, alpha),
         pgdUpdate: (x, g, x0, y, step, eps, lo, hi) =>
           lib.symbols.adv_pgd_update(x, g, x0, y, BigInt(x.length), step, eps, lo, hi),
         binary: (op, a, b, p, y, swap) =>

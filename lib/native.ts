@@ -776,10 +776,14 @@ const maxPool: Kernel = (args) => {
   const { attrs, backend } = args;
   if (!allFloat(x) || x.shape.length !== 4) return cpu("MaxPool", args);
   const ci = poolInfo(x, attrs);
-  const xi = bits(values(backend, x));
   const H = ci.inHeight, W = ci.inWidth, C = ci.inChannels;
   const OH = ci.outHeight, OW = ci.outWidth;
   const y = backend.alloc(ci.batchSize * OH * OW * C);
+  if (compiled) {
+    compiled.maxPool(values(backend, x), y, ci.batchSize, convParams(ci));
+    return output(backend, ci.outShape, y);
+  }
+  const xi = bits(values(backend, x));
   const yi = bits(y).fill(KEY_NEG_INF);
   let o = 0;
   for (let b = 0; b < ci.batchSize; b++) {
@@ -815,6 +819,11 @@ const maxPoolGrad: Kernel = (args) => {
   const { attrs, backend } = args;
   if (!allFloat(dy, input) || input.shape.length !== 4) return cpu("MaxPoolGrad", args);
   const ci = poolInfo(input, attrs);
+  if (compiled) {
+    const dx = backend.alloc(sizeOf(input.shape));
+    compiled.maxPoolGrad(values(backend, input), values(backend, dy), dx, ci.batchSize, convParams(ci));
+    return output(backend, input.shape, dx);
+  }
   const xi = bits(values(backend, input)), dyv = values(backend, dy);
   const H = ci.inHeight, W = ci.inWidth, C = ci.inChannels;
   const OH = ci.outHeight, OW = ci.outWidth;
@@ -953,8 +962,9 @@ function unary(name: string, loop: Unary): Kernel {
 }
 
 const UNARY: Record<string, Unary> = {
-  Relu: (x, y) => reluBits(bits(x), bits(y)),
+  Relu: (x, y) => compiled ? compiled.reluStep(x, y, false, 0) : reluBits(bits(x), bits(y)),
   Step: (x, y, attrs) => {
+    if (compiled) return compiled.reluStep(x, y, true, (attrs.alpha as number | undefined) ?? 0);
     // Bitwise select (no data-dependent branch): 1 where x > 0, alpha where
     // x <= 0, NaN stays NaN.
     const xi = bits(x), yi = bits(y);

@@ -376,3 +376,102 @@ void adv_avg_pool(const float *in, float *out, int n, const int *params, int gra
     }
   }
 }
+
+/* A float's bits as an int that orders like the float (non-NaN values); its own inverse (lib/native.ts orderKey). */
+static inline int order_key(int v) { return v ^ ((v >> 31) & 0x7fffffff); }
+#define KEY_NEG_INF ((int)0x807fffff) /* order_key(bits of -inf) */
+
+/*
+ * Max pooling over NHWC images b < n (params as adv_im2col's), on order keys as lib/native.ts's twin: NaNs with the
+ * sign bit set are ignored, a NaN with it clear wins its window.
+ */
+void adv_max_pool(const float *x, float *y, int n, const int *params) {
+  conv_t ci = info(params);
+  const long xImage = (long)ci.H * ci.W * ci.C, yImage = (long)ci.OH * ci.OW * ci.C;
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < n; b++) {
+    const int *xi = (const int *)x + b * xImage;
+    int *yi = (int *)y + b * yImage;
+    for (int oh = 0; oh < ci.OH; oh++) {
+      const int ih0 = oh * ci.sh - ci.pt;
+      const int r0 = ih0 < 0 ? 0 : ih0, r1 = ih0 + ci.KH < ci.H ? ih0 + ci.KH : ci.H;
+      for (int ow = 0; ow < ci.OW; ow++) {
+        const int iw0 = ow * ci.sw - ci.pl;
+        const int c0 = iw0 < 0 ? 0 : iw0, c1 = iw0 + ci.KW < ci.W ? iw0 + ci.KW : ci.W;
+        int *restrict yo = yi + ((long)oh * ci.OW + ow) * ci.C;
+        for (int c = 0; c < ci.C; c++) yo[c] = KEY_NEG_INF;
+        for (int ih = r0; ih < r1; ih++)
+          for (int iw = c0; iw < c1; iw++) {
+            const int *restrict xs = xi + ((long)ih * ci.W + iw) * ci.C;
+            for (int c = 0; c < ci.C; c++) {
+              const int k = order_key(xs[c]);
+              yo[c] = k > yo[c] ? k : yo[c];
+            }
+          }
+        for (int c = 0; c < ci.C; c++) yo[c] = order_key(yo[c]);
+      }
+    }
+  }
+}
+
+/*
+ * The gradient of adv_max_pool: dx (zeroed here) gets each window's dy at the first maximum in scan order (ties,
+ * e.g. windows of ReLU zeros, go to the top-left one), as the cpu kernel and lib/native.ts's twin do.
+ */
+void adv_max_pool_grad(const float *x, const float *dy, float *dx, int n, const int *params) {
+  conv_t ci = info(params);
+  const long xImage = (long)ci.H * ci.W * ci.C, yImage = (long)ci.OH * ci.OW * ci.C;
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < n; b++) {
+    const int *xi = (const int *)x + b * xImage;
+    const float *g = dy + b * yImage;
+    float *d = dx + b * xImage;
+    int best[ci.C];
+    long at[ci.C];
+    memset(d, 0, sizeof(float) * xImage);
+    for (int oh = 0; oh < ci.OH; oh++) {
+      const int ih0 = oh * ci.sh - ci.pt;
+      const int r0 = ih0 < 0 ? 0 : ih0, r1 = ih0 + ci.KH < ci.H ? ih0 + ci.KH : ci.H;
+      for (int ow = 0; ow < ci.OW; ow++) {
+        const int iw0 = ow * ci.sw - ci.pl;
+        const int c0 = iw0 < 0 ? 0 : iw0, c1 = iw0 + ci.KW < ci.W ? iw0 + ci.KW : ci.W;
+        for (int c = 0; c < ci.C; c++) best[c] = KEY_NEG_INF, at[c] = -1;
+        /* Strictly greater moves: the first position of the maximum in scan order stays. A window with nothing above
+           -inf routes to its first -inf, and one of ignored NaNs only routes nowhere, as the TypeScript twin. */
+        for (int ih = r0; ih < r1; ih++)
+          for (int iw = c0; iw < c1; iw++) {
+            const long s = ((long)ih * ci.W + iw) * ci.C;
+            for (int c = 0; c < ci.C; c++) {
+              const int k = order_key(xi[s + c]);
+              const int take = k > best[c] || (k == best[c] && at[c] < 0);
+              best[c] = take ? k : best[c];
+              at[c] = take ? s + c : at[c];
+            }
+          }
+        const float *restrict go = g + ((long)oh * ci.OW + ow) * ci.C;
+        for (int c = 0; c < ci.C; c++)
+          if (at[c] >= 0) d[at[c]] += go[c];
+      }
+    }
+  }
+}
+
+/* relu on the bits (NaN stays NaN), and its gradient step: 1 where x > 0, alpha where x <= 0, NaN stays NaN. */
+void adv_relu_step(const float *x, float *y, long n, int step, float alpha) {
+  const int *xi = (const int *)x;
+  int *yi = (int *)y;
+  union { float f; int i; } one = {1.0f}, a = {alpha};
+  const int diff = one.i ^ a.i;
+#pragma omp parallel for simd schedule(static)
+  for (long i = 0; i < n; i++) {
+    const int v = xi[i];
+    const int nan = (0x7f800000 - (v & 0x7fffffff)) >> 31;
+    if (step) {
+      const int notPositive = (int)((unsigned)(v | (v - 1)) >> 31);
+      const int out = one.i ^ (diff & -notPositive);
+      yi[i] = (out & ~nan) | (v & nan);
+    } else {
+      yi[i] = v & ~((v >> 31) & ~nan);
+    }
+  }
+}

@@ -301,12 +301,19 @@ Deno.test({
   fn: async () => {
     await setup();
     const s = [3, 5, 7, 4];
-    const special = () => tf.tensor([NaN, -0, 0, -Infinity, Infinity, -1e-30, 1e-30, 2, -3]);
-    await assertSame("relu / step / sqrt / square / neg", () => {
-      const x = tensor(s, 160);
-      return [tf.relu(x), tf.step(x), tf.step(x, 0.25), tf.sqrt(tf.abs(x)), tf.square(x), tf.neg(x)];
+    // NaN with the sign bit set too (0xffc00000): relu and step keep it NaN, as cpu does.
+    const negNaN = new Float32Array(Int32Array.of(0xffc00000 | 0).buffer)[0];
+    const special = () => tf.tensor([NaN, negNaN, -0, 0, -Infinity, Infinity, -1e-30, 1e-30, 2, -3]);
+    await eachLoops(async (loops) => {
+      await assertSame(`relu / step / sqrt / square / neg (${loops})`, () => {
+        const x = tensor(s, 160);
+        return [tf.relu(x), tf.step(x), tf.step(x, 0.25), tf.sqrt(tf.abs(x)), tf.square(x), tf.neg(x)];
+      });
+      await assertSame(
+        `relu / step on NaN, ±0, ±∞ (${loops})`,
+        () => [tf.relu(special()), tf.step(special(), 0.5)],
+      );
     });
-    await assertSame("relu / step on NaN, ±0, ±∞", () => [tf.relu(special()), tf.step(special(), 0.5)]);
     const pairs: [number[], number[]][] = [[s, s], [s, [4]], [[4], s], [s, []], [[], s], [s, [1, 7, 4]], [
       s,
       [5, 1, 4],
