@@ -335,6 +335,13 @@ void adv_pgd_update(const float *restrict x, const float *restrict g, const floa
   }
 }
 
+/* The input rows (or columns) [lo, hi) that output position o's pooling window covers, padding excluded. */
+static inline void window(int o, int stride, int pad, int k, int size, int *lo, int *hi) {
+  const int start = o * stride - pad;
+  *lo = start < 0 ? 0 : start;
+  *hi = start + k < size ? start + k : size;
+}
+
 /*
  * Average pooling over NHWC images b < n (params as adv_im2col's; the window's pixels inside the image only, as
  * TensorFlow): forward y from x, or with grad != 0 its adjoint, dx (zeroed here) from dy.
@@ -348,11 +355,11 @@ void adv_avg_pool(const float *in, float *out, int n, const int *params, int gra
     float *dst = out + b * (grad ? xImage : yImage);
     if (grad) memset(dst, 0, sizeof(float) * xImage);
     for (int oh = 0; oh < ci.OH; oh++) {
-      const int ih0 = oh * ci.sh - ci.pt;
-      const int r0 = ih0 < 0 ? 0 : ih0, r1 = ih0 + ci.KH < ci.H ? ih0 + ci.KH : ci.H;
+      int r0, r1;
+      window(oh, ci.sh, ci.pt, ci.KH, ci.H, &r0, &r1);
       for (int ow = 0; ow < ci.OW; ow++) {
-        const int iw0 = ow * ci.sw - ci.pl;
-        const int c0 = iw0 < 0 ? 0 : iw0, c1 = iw0 + ci.KW < ci.W ? iw0 + ci.KW : ci.W;
+        int c0, c1;
+        window(ow, ci.sw, ci.pl, ci.KW, ci.W, &c0, &c1);
         const float inv = 1.0f / (float)((r1 - r0) * (c1 - c0));
         const long o = ((long)oh * ci.OW + ow) * ci.C;
         if (!grad) {
@@ -393,11 +400,11 @@ void adv_max_pool(const float *x, float *y, int n, const int *params) {
     const int *xi = (const int *)x + b * xImage;
     int *yi = (int *)y + b * yImage;
     for (int oh = 0; oh < ci.OH; oh++) {
-      const int ih0 = oh * ci.sh - ci.pt;
-      const int r0 = ih0 < 0 ? 0 : ih0, r1 = ih0 + ci.KH < ci.H ? ih0 + ci.KH : ci.H;
+      int r0, r1;
+      window(oh, ci.sh, ci.pt, ci.KH, ci.H, &r0, &r1);
       for (int ow = 0; ow < ci.OW; ow++) {
-        const int iw0 = ow * ci.sw - ci.pl;
-        const int c0 = iw0 < 0 ? 0 : iw0, c1 = iw0 + ci.KW < ci.W ? iw0 + ci.KW : ci.W;
+        int c0, c1;
+        window(ow, ci.sw, ci.pl, ci.KW, ci.W, &c0, &c1);
         int *restrict yo = yi + ((long)oh * ci.OW + ow) * ci.C;
         for (int c = 0; c < ci.C; c++) yo[c] = KEY_NEG_INF;
         for (int ih = r0; ih < r1; ih++)
@@ -430,11 +437,11 @@ void adv_max_pool_grad(const float *x, const float *dy, float *dx, int n, const 
     long at[ci.C];
     memset(d, 0, sizeof(float) * xImage);
     for (int oh = 0; oh < ci.OH; oh++) {
-      const int ih0 = oh * ci.sh - ci.pt;
-      const int r0 = ih0 < 0 ? 0 : ih0, r1 = ih0 + ci.KH < ci.H ? ih0 + ci.KH : ci.H;
+      int r0, r1;
+      window(oh, ci.sh, ci.pt, ci.KH, ci.H, &r0, &r1);
       for (int ow = 0; ow < ci.OW; ow++) {
-        const int iw0 = ow * ci.sw - ci.pl;
-        const int c0 = iw0 < 0 ? 0 : iw0, c1 = iw0 + ci.KW < ci.W ? iw0 + ci.KW : ci.W;
+        int c0, c1;
+        window(ow, ci.sw, ci.pl, ci.KW, ci.W, &c0, &c1);
         for (int c = 0; c < ci.C; c++) best[c] = KEY_NEG_INF, at[c] = -1;
         /* Strictly greater moves: the first position of the maximum in scan order stays. A window with nothing above
            -inf routes to its first -inf, and one of ignored NaNs only routes nowhere, as the TypeScript twin. */
