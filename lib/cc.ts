@@ -49,6 +49,27 @@ const SYMBOLS = {
   adv_max_pool: { parameters: ["buffer", "buffer", "i32", "buffer"], result: "void" },
   adv_max_pool_grad: { parameters: ["buffer", "buffer", "buffer", "i32", "buffer"], result: "void" },
   adv_relu_step: { parameters: ["buffer", "buffer", "i64", "i32", "f32"], result: "void" },
+  adv_adam_update: {
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i64",
+      "f64",
+      "f64",
+      "f64",
+      "f64",
+    ],
+    result: "void",
+  },
+  adv_momentum_update: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "i64", "f64", "f64", "f64"],
+    result: "void",
+  },
   adv_binary: { parameters: ["i32", "buffer", "buffer", "i64", "i64", "buffer", "i32"], result: "void" },
   adv_bn_act_train: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "f32", "f32"],
@@ -155,6 +176,31 @@ export interface CompiledKernels {
   maxPool(x: Float32Array, y: Float32Array, n: number, params: Int32Array): void;
   /** The max-pooling gradient: dx (zeroed here) gets each window's dy at its first maximum in scan order. */
   maxPoolGrad(x: Float32Array, dy: Float32Array, dx: Float32Array, n: number, params: Int32Array): void;
+  /** One Adam step over every value (threaded; in double, as the TypeScript twin): new w, m and v into w2, m2, v2. */
+  adamUpdate(
+    w: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    g: Float32Array,
+    w2: Float32Array,
+    m2: Float32Array,
+    v2: Float32Array,
+    step: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+  ): void;
+  /** One step of SGD with momentum and L2 decay (threaded; in double): new w and v into w2, v2. */
+  momentumUpdate(
+    w: Float32Array,
+    v: Float32Array,
+    g: Float32Array,
+    w2: Float32Array,
+    v2: Float32Array,
+    lr: number,
+    momentum: number,
+    decay: number,
+  ): void;
   /** y = relu(x), or with `step` its gradient step(x, alpha) (1 where x > 0, else alpha), NaN kept; threaded. */
   reluStep(x: Float32Array, y: Float32Array, step: boolean, alpha: number): void;
   /** One L∞ PGD update of n values: y = clip(min(max(x + step·sign(g), x0 − eps), x0 + eps), lo, hi). */
@@ -225,6 +271,10 @@ function load(): { ok: true; kernels: CompiledKernels } | { ok: false; reason: s
         avgPool: (input, out, n, params, grad) => lib.symbols.adv_avg_pool(input, out, n, params, grad ? 1 : 0),
         maxPool: (x, y, n, params) => lib.symbols.adv_max_pool(x, y, n, params),
         maxPoolGrad: (x, dy, dx, n, params) => lib.symbols.adv_max_pool_grad(x, dy, dx, n, params),
+        adamUpdate: (w, m, v, g, w2, m2, v2, step, beta1, beta2, eps) =>
+          lib.symbols.adv_adam_update(w, m, v, g, w2, m2, v2, BigInt(w.length), step, beta1, beta2, eps),
+        momentumUpdate: (w, v, g, w2, v2, lr, momentum, decay) =>
+          lib.symbols.adv_momentum_update(w, v, g, w2, v2, BigInt(w.length), lr, momentum, decay),
         reluStep: (x, y, step, alpha) => lib.symbols.adv_relu_step(x, y, BigInt(x.length), step ? 1 : 0, alpha),
         pgdUpdate: (x, g, x0, y, step, eps, lo, hi) =>
           lib.symbols.adv_pgd_update(x, g, x0, y, BigInt(x.length), step, eps, lo, hi),

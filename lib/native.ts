@@ -1549,13 +1549,17 @@ const adamUpdate: Kernel = (args) => {
   const n = wv.length;
   const w2 = b.alloc(n), m2 = b.alloc(n), v2 = b.alloc(n);
   const c1 = 1 - beta1, c2 = 1 - beta2;
-  for (let i = 0; i < n; i++) {
-    const g = gv[i];
-    const mi = beta1 * mv[i] + c1 * g;
-    const vi = beta2 * vv[i] + c2 * g * g;
-    m2[i] = mi;
-    v2[i] = vi;
-    w2[i] = wv[i] - step * mi / (Math.sqrt(vi) + epsilon);
+  if (compiled) {
+    compiled.adamUpdate(wv, mv, vv, gv, w2, m2, v2, step, beta1, beta2, epsilon);
+  } else {
+    for (let i = 0; i < n; i++) {
+      const g = gv[i];
+      const mi = beta1 * mv[i] + c1 * g;
+      const vi = beta2 * vv[i] + c2 * g * g;
+      m2[i] = mi;
+      v2[i] = vi;
+      w2[i] = wv[i] - step * mi / (Math.sqrt(vi) + epsilon);
+    }
   }
   return [output(b, variable.shape, w2), output(b, m.shape, m2), output(b, v.shape, v2)];
 };
@@ -1568,10 +1572,14 @@ const momentumUpdate: Kernel = (args) => {
   const wv = values(b, variable), vv = values(b, v), gv = values(b, grad);
   const n = wv.length;
   const w2 = b.alloc(n), v2 = b.alloc(n);
-  for (let i = 0; i < n; i++) {
-    const vi = momentum * vv[i] + gv[i] + decay * wv[i];
-    v2[i] = vi;
-    w2[i] = wv[i] - lr * vi;
+  if (compiled) {
+    compiled.momentumUpdate(wv, vv, gv, w2, v2, lr, momentum, decay);
+  } else {
+    for (let i = 0; i < n; i++) {
+      const vi = momentum * vv[i] + gv[i] + decay * wv[i];
+      v2[i] = vi;
+      w2[i] = wv[i] - lr * vi;
+    }
   }
   return [output(b, variable.shape, w2), output(b, v.shape, v2)];
 };
