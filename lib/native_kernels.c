@@ -483,13 +483,23 @@ void adv_relu_step(const float *x, float *y, long n, int step, float alpha) {
   }
 }
 
+/* No fused multiply-adds in the optimiser updates: they then round as their TypeScript twins do, bit for bit. */
+#if defined(__clang__)
+#define NO_FMA
+#define NO_FMA_BODY _Pragma("clang fp contract(off)")
+#else
+#define NO_FMA __attribute__((optimize("fp-contract=off")))
+#define NO_FMA_BODY
+#endif
+
 /*
  * One Adam step over n values, in double as the TypeScript twin (lib/native.ts adamUpdate) computes it:
  * m2 = b1 m + (1 - b1) g, v2 = b2 v + (1 - b2) g^2, w2 = w - step m2 / (sqrt(v2) + eps).
  */
-void adv_adam_update(const float *restrict w, const float *restrict m, const float *restrict v,
+NO_FMA void adv_adam_update(const float *restrict w, const float *restrict m, const float *restrict v,
                      const float *restrict g, float *restrict w2, float *restrict m2, float *restrict v2, long n,
                      double step, double beta1, double beta2, double eps) {
+  NO_FMA_BODY
   const double c1 = 1 - beta1, c2 = 1 - beta2;
 #pragma omp parallel for simd schedule(static)
   for (long i = 0; i < n; i++) {
@@ -504,8 +514,9 @@ void adv_adam_update(const float *restrict w, const float *restrict m, const flo
 
 /* One step of SGD with momentum and L2 decay over n values, in double as the TypeScript twin: v2 = mu v + g + decay w,
    w2 = w - lr v2. */
-void adv_momentum_update(const float *restrict w, const float *restrict v, const float *restrict g,
+NO_FMA void adv_momentum_update(const float *restrict w, const float *restrict v, const float *restrict g,
                          float *restrict w2, float *restrict v2, long n, double lr, double momentum, double decay) {
+  NO_FMA_BODY
 #pragma omp parallel for simd schedule(static)
   for (long i = 0; i < n; i++) {
     const double vi = momentum * v[i] + g[i] + decay * w[i];
