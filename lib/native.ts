@@ -1548,10 +1548,10 @@ const adamUpdate: Kernel = (args) => {
   const wv = values(b, variable), mv = values(b, m), vv = values(b, v), gv = values(b, grad);
   const n = wv.length;
   const w2 = b.alloc(n), m2 = b.alloc(n), v2 = b.alloc(n);
-  const c1 = 1 - beta1, c2 = 1 - beta2;
   if (compiled) {
     compiled.adamUpdate(wv, mv, vv, gv, w2, m2, v2, step, beta1, beta2, epsilon);
   } else {
+    const c1 = 1 - beta1, c2 = 1 - beta2;
     for (let i = 0; i < n; i++) {
       const g = gv[i];
       const mi = beta1 * mv[i] + c1 * g;
