@@ -105,6 +105,19 @@ function permitted(desc: Deno.PermissionDescriptor): boolean {
   }
 }
 
+/**
+ * OpenBLAS's worker threads spin after each product for about 2^28 cycles (a
+ * tenth of a second) before they sleep, so on a machine with few cores they take
+ * one from the OpenMP threads of the convolutions and loops that run next:
+ * oneDNN's convolutions of a model A PGD step took 16-18 ms instead of 10.
+ * `OPENBLAS_THREAD_TIMEOUT=4` (2^4, OpenBLAS's least) makes them sleep at once;
+ * set here, before the library loads, unless the environment already says.
+ */
+function quietOpenBlasThreads(): void {
+  if (!permitted({ name: "env", variable: "OPENBLAS_THREAD_TIMEOUT" })) return;
+  if (Deno.env.get("OPENBLAS_THREAD_TIMEOUT") === undefined) Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "4");
+}
+
 function envPath(): string | undefined {
   // Query first: a bare Deno.env.get would prompt on a terminal without --allow-env.
   if (!permitted({ name: "env", variable: "BLAS_LIBRARY" })) return undefined;
@@ -126,6 +139,7 @@ export function loadBlas(): BlasResult {
       reason: "no FFI permission: run deno with --allow-ffi to load a system BLAS",
     };
   }
+  quietOpenBlasThreads();
   const fromEnv = envPath();
   const candidates = fromEnv ? [fromEnv, ...BLAS_CANDIDATES] : [...BLAS_CANDIDATES];
   const failures: string[] = [];

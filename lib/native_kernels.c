@@ -524,3 +524,88 @@ NO_FMA void adv_momentum_update(const float *restrict w, const float *restrict v
     w2[i] = (float)(w[i] - lr * vi);
   }
 }
+
+/* Eight float lanes (AVX's width; two NEON registers elsewhere); aligned(4) allows unaligned loads. */
+typedef float v8f __attribute__((vector_size(32), aligned(4)));
+
+/* The (kernel offset, dy index) pairs of the taps of a convolution that reach input index i along one axis. */
+static int taps(int i, int pad, int K, int dil, int stride, int outSize, int *pairs) {
+  int n = 0;
+  for (int k = 0; k < K; k++) {
+    const int t = i + pad - k * dil;
+    if (t < 0 || t % stride || t / stride >= outSize) continue;
+    pairs[2 * n] = k, pairs[2 * n + 1] = t / stride, n++;
+  }
+  return n;
+}
+
+/*
+ * One image row r (of N·H) of adv_conv_input_grad_narrow's dx. NB > 0: OC = 8·NB output channels held in
+ * NB vector accumulators (NB is a constant once inlined); NB = 0: any OC up to NARROW_OC, through memory.
+ */
+enum { NARROW_OC = 1024, NARROW_K = 64 };
+static inline __attribute__((always_inline)) void narrow_row(const int NB, const float *dy, const float *w, float *dx,
+                                                             const conv_t ci, const int OC, const long r) {
+  const long b = r / ci.H;
+  int rows[2 * NARROW_K], cols[2 * NARROW_K];
+  const int nrows = taps((int)(r % ci.H), ci.pt, ci.KH, ci.dh, ci.sh, ci.OH, rows);
+  for (int x = 0; x < ci.W; x++) {
+    const int ncols = taps(x, ci.pl, ci.KW, ci.dw, ci.sw, ci.OW, cols);
+    float *out = dx + (r * ci.W + x) * ci.C;
+    for (int c = 0; c < ci.C; c++) {
+      v8f acc[8];
+      float wide[NB ? 1 : NARROW_OC];
+      for (int j = 0; j < NB; j++) acc[j] = (v8f){0};
+      if (!NB)
+        for (int o = 0; o < OC; o++) wide[o] = 0;
+      for (int i = 0; i < nrows; i++) {
+        const float *dyRow = dy + (b * ci.OH + rows[2 * i + 1]) * ci.OW * OC;
+        const float *wRow = w + ((long)rows[2 * i] * ci.KW * ci.C + c) * OC;
+        for (int k = 0; k < ncols; k++) {
+          const float *restrict d = dyRow + (long)cols[2 * k + 1] * OC;
+          const float *restrict q = wRow + (long)cols[2 * k] * ci.C * OC;
+          for (int j = 0; j < NB; j++) acc[j] += *(const v8f *)(d + 8 * j) * *(const v8f *)(q + 8 * j);
+          if (!NB)
+            for (int o = 0; o < OC; o++) wide[o] += d[o] * q[o];
+        }
+      }
+      float s = 0;
+      if (NB) {
+        for (int j = 1; j < NB; j++) acc[0] += acc[j];
+        for (int l = 0; l < 8; l++) s += acc[0][l];
+      } else {
+#pragma omp simd reduction(+ : s)
+        for (int o = 0; o < OC; o++) s += wide[o];
+      }
+      out[c] = s;
+    }
+  }
+}
+
+/*
+ * Input gradient of a convolution with few input channels (the first layer of a net, where the whole PGD
+ * attack's gradient ends): dx[b][h][w][c] = Σ over the taps (kh, kw) that reach (h, w) of
+ * dy[b][oh][ow][:] · w[kh][kw][c][:], vectorised over the output channels, threaded over image rows.
+ * p: im2col's 13 params, then N and OC (as adv_dnnl_conv's); returns 1 (computing nothing) where OC is over
+ * NARROW_OC or a kernel side over NARROW_K. On model A's first layer at batch 100, oneDNN took 8 ms and im2col
+ * + GEMM 5, this 3.4.
+ */
+int adv_conv_input_grad_narrow(const float *dy, const float *w, float *dx, const int *p) {
+  const conv_t ci = info(p);
+  const int N = p[13], OC = p[14];
+  if (OC > NARROW_OC || ci.KH > NARROW_K || ci.KW > NARROW_K) return 1;
+  const int NB = OC % 8 ? 0 : OC / 8;
+#pragma omp parallel for schedule(static)
+  for (long r = 0; r < (long)N * ci.H; r++) {
+    switch (NB) {
+    case 1: narrow_row(1, dy, w, dx, ci, OC, r); break;
+    case 2: narrow_row(2, dy, w, dx, ci, OC, r); break;
+    case 3: narrow_row(3, dy, w, dx, ci, OC, r); break;
+    case 4: narrow_row(4, dy, w, dx, ci, OC, r); break;
+    case 6: narrow_row(6, dy, w, dx, ci, OC, r); break;
+    case 8: narrow_row(8, dy, w, dx, ci, OC, r); break;
+    default: narrow_row(0, dy, w, dx, ci, OC, r); break;
+    }
+  }
+  return 0;
+}

@@ -17,6 +17,7 @@ import {
   compiledReason,
   dnnlCounts,
   dnnlReason,
+  narrowCounts,
   NATIVE_BACKEND,
   registerNativeBackend,
   useCompiledLoops,
@@ -127,6 +128,13 @@ const CONVS: ConvCase[] = [
   { n: 3, h: 8, w: 8, cin: 16, cout: 16, k: [3, 3], stride: 1, pad: "same" }, // the CIFAR ResNet's blocks
   { n: 2, h: 8, w: 8, cin: 16, cout: 32, k: [3, 3], stride: 2, pad: "same" }, // its downsampling convolution
   { n: 2, h: 8, w: 9, cin: 3, cout: 8, k: [3, 3], stride: 2, pad: "valid" }, // output size rounded down
+  // First layers, whose input gradient has its own compiled loop (vector accumulators for 8·k output channels):
+  { n: 1, h: 28, w: 28, cin: 1, cout: 32, k: [5, 5], stride: 1, pad: "same" }, // model A's, batch 1
+  { n: 2, h: 9, w: 10, cin: 3, cout: 16, k: [3, 3], stride: 1, pad: "same" }, // the CIFAR ResNets'
+  { n: 2, h: 7, w: 6, cin: 2, cout: 24, k: [3, 3], stride: 2, pad: [[0, 0], [2, 1], [1, 2], [0, 0]] },
+  { n: 1, h: 9, w: 8, cin: 4, cout: 48, k: [4, 3], stride: 2, pad: "same" },
+  { n: 1, h: 6, w: 7, cin: 1, cout: 64, k: [2, 2], stride: 1, pad: "valid" },
+  { n: 2, h: 5, w: 5, cin: 3, cout: 72, k: [3, 3], stride: 2, pad: "same" }, // over 64: the loop through memory
 ];
 
 function convName(c: ConvCase): string {
@@ -140,12 +148,21 @@ Deno.test({
   fn: async () => {
     await setup();
     useDnnl(true);
+    const narrowBefore = narrowCounts.done;
     if (dnnlReason) console.warn(`oneDNN convolutions unavailable: ${dnnlReason}`);
     else {
       const before = { ...dnnlCounts };
       await convCases();
       assert.equal(dnnlCounts.declined, before.declined, "oneDNN declined none of the cases");
       assert(dnnlCounts.done > before.done + 2 * CONVS.length, "oneDNN computed the convolutions");
+    }
+    if (!compiledReason) {
+      const narrow = CONVS.filter((c) => c.cin <= 4 && !c.dilation).length;
+      assert.equal(
+        narrowCounts.done - narrowBefore,
+        narrow,
+        "the narrow input-gradient loop computed the first layers'",
+      );
     }
     useDnnl(false);
     await eachLoops(async (loops) => {
@@ -305,13 +322,13 @@ Deno.test({
     const negNaN = new Float32Array(Int32Array.of(0xffc00000 | 0).buffer)[0];
     const special = () => tf.tensor([NaN, negNaN, -0, 0, -Infinity, Infinity, -1e-30, 1e-30, 2, -3]);
     await eachLoops(async (loops) => {
-      await assertSame(`relu / step / sqrt / square / neg (${loops})`, () => {
+      await assertSame(`relu / step / sqrt / square / neg / sign (${loops})`, () => {
         const x = tensor(s, 160);
-        return [tf.relu(x), tf.step(x), tf.step(x, 0.25), tf.sqrt(tf.abs(x)), tf.square(x), tf.neg(x)];
+        return [tf.relu(x), tf.step(x), tf.step(x, 0.25), tf.sqrt(tf.abs(x)), tf.square(x), tf.neg(x), tf.sign(x)];
       });
       await assertSame(
-        `relu / step on NaN, ±0, ±∞ (${loops})`,
-        () => [tf.relu(special()), tf.step(special(), 0.5)],
+        `relu / step / sign on NaN, ±0, ±∞ (${loops})`,
+        () => [tf.relu(special()), tf.step(special(), 0.5), tf.sign(special())],
       );
     });
     const pairs: [number[], number[]][] = [[s, s], [s, [4]], [[4], s], [s, []], [[], s], [s, [1, 7, 4]], [

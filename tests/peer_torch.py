@@ -108,6 +108,9 @@ def main(argv):
         os.environ["OPENBLAS_NUM_THREADS"] = str(args.openblas_threads)
     else:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # OpenBLAS's idle threads spin for ~0.1 s after each product, taking a core from torch's OpenMP
+    # threads; 4 (its least) puts them to sleep at once, as lib/blas.ts does for ours.
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     if args.omp_wait_policy is not None:
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
     else:
@@ -282,6 +285,7 @@ def measure(torch, nn, F, name, args):
         "threads": torch.get_num_threads(),
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
     }
 
