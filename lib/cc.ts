@@ -49,6 +49,7 @@ const SYMBOLS = {
   adv_max_pool: { parameters: ["buffer", "buffer", "i32", "buffer"], result: "void" },
   adv_max_pool_grad: { parameters: ["buffer", "buffer", "buffer", "i32", "buffer"], result: "void" },
   adv_conv_input_grad_narrow: { parameters: ["buffer", "buffer", "buffer", "buffer"], result: "i32" },
+  adv_sum_middle: { parameters: ["buffer", "buffer", "i64", "i64", "i64", "f64"], result: "void" },
   adv_relu_step: { parameters: ["buffer", "buffer", "i64", "i32", "f32"], result: "void" },
   adv_adam_update: {
     parameters: [
@@ -178,6 +179,11 @@ export interface CompiledKernels {
    * OC); false, computing nothing, where OC is over 1,024 or a kernel side over 64.
    */
   convInputGradNarrow(dy: Float32Array, w: Float32Array, dx: Float32Array, params: Int32Array): boolean;
+  /**
+   * y[o][j] = scale · Σ_k x[o][k][j] over x of shape [outer, r, inner], each sum in double in order of k
+   * (as the TypeScript loop of native.ts's reduce, to the bit).
+   */
+  sumMiddle(x: Float32Array, y: Float32Array, outer: number, r: number, inner: number, scale: number): void;
   /** Max pooling of n NHWC images (params as im2col's), NaNs as the TypeScript twin in lib/native.ts. */
   maxPool(x: Float32Array, y: Float32Array, n: number, params: Int32Array): void;
   /** The max-pooling gradient: dx (zeroed here) gets each window's dy at its first maximum in scan order. */
@@ -276,6 +282,8 @@ function load(): { ok: true; kernels: CompiledKernels } | { ok: false; reason: s
           lib.symbols.adv_standardize_grad(dy, x, mean, rstd, dx, n, BigInt(m)),
         avgPool: (input, out, n, params, grad) => lib.symbols.adv_avg_pool(input, out, n, params, grad ? 1 : 0),
         convInputGradNarrow: (dy, w, dx, p) => lib.symbols.adv_conv_input_grad_narrow(dy, w, dx, p) === 0,
+        sumMiddle: (x, y, outer, r, inner, scale) =>
+          lib.symbols.adv_sum_middle(x, y, BigInt(outer), BigInt(r), BigInt(inner), scale),
         maxPool: (x, y, n, params) => lib.symbols.adv_max_pool(x, y, n, params),
         maxPoolGrad: (x, dy, dx, n, params) => lib.symbols.adv_max_pool_grad(x, dy, dx, n, params),
         adamUpdate: (w, m, v, g, w2, m2, v2, step, beta1, beta2, eps) =>

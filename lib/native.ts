@@ -1311,6 +1311,10 @@ function reduce(name: "Sum" | "Mean"): Kernel {
     const xv = values(backend, x);
     const y = backend.alloc(outer * inner);
     const scale = name === "Mean" ? 1 / r : 1;
+    if (compiled && x.shape.length > 0 && sizeOf(x.shape) >= COMPILED_BINARY_MIN) {
+      compiled.sumMiddle(xv, y, outer, r, inner, scale); // bias gradients: 2.6 of a 57 ms model A training step
+      return output(backend, shape, y);
+    }
     const acc = new Float64Array(inner);
     for (let o = 0; o < outer; o++) {
       acc.fill(0);

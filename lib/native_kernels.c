@@ -609,3 +609,26 @@ int adv_conv_input_grad_narrow(const float *dy, const float *w, float *dx, const
   }
   return 0;
 }
+
+/*
+ * y[o][j] = scale · Σ_k x[o][k][j] for x of shape [outer, r, inner], in double, each sum in order of k
+ * (as the TypeScript twin, so both give the same floats): threaded over outer and blocks of 8 columns.
+ */
+void adv_sum_middle(const float *x, float *y, long outer, long r, long inner, double scale) {
+  const long blocks = (inner + 7) / 8;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (long o = 0; o < outer; o++) {
+    for (long q = 0; q < blocks; q++) {
+      const long j0 = q * 8, m = inner - j0 < 8 ? inner - j0 : 8;
+      double acc[8] = {0};
+      const float *base = x + o * r * inner + j0;
+      if (m == 8)
+        for (long k = 0; k < r; k++)
+          for (int j = 0; j < 8; j++) acc[j] += base[k * inner + j];
+      else
+        for (long k = 0; k < r; k++)
+          for (int j = 0; j < m; j++) acc[j] += base[k * inner + j];
+      for (int j = 0; j < m; j++) y[o * inner + j0 + j] = (float)(acc[j] * scale);
+    }
+  }
+}

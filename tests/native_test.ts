@@ -362,6 +362,25 @@ Deno.test({
         tf.sum(x),
       ];
     });
+    // Long enough for the compiled loop (bias gradients: sums over N·H·W), which sums in double in the
+    // TypeScript loop's order: both give the same floats.
+    const sums = (x: tf.Tensor) => [
+      tf.sum(x, [0, 1, 2]),
+      tf.mean(x, [0, 1, 2]),
+      tf.sum(x, [1, 2]),
+      tf.sum(x, -1),
+      tf.sum(x),
+      tf.sum(tf.slice(x, [0, 0, 0, 0], [-1, -1, -1, 13]), [0, 1, 2]), // a column count off the blocks of 8
+    ];
+    const got: Float32Array[][] = [];
+    await eachLoops(async (loops) => {
+      await assertSame(`sums and means of [6, 33, 29, 37] (${loops})`, () => sums(tensor([6, 33, 29, 37], 195)));
+      await tf.setBackend(NATIVE_BACKEND);
+      const outs = tf.tidy(() => sums(tensor([6, 33, 29, 37], 195)));
+      got.push(outs.map((t) => t.dataSync() as Float32Array));
+      tf.dispose(outs);
+    });
+    got[0].forEach((c, i) => assert.deepEqual(c, got[1][i], `sum ${i}: compiled and TypeScript loops differ`));
   },
 });
 
