@@ -32,8 +32,12 @@ export const NATIVE_BACKEND = "native";
 
 /** Arrays below this many bytes are left to the JS heap. */
 const POOL_MIN_BYTES = 1 << 16;
-/** At most this many bytes of freed outputs are kept for reuse. */
-const POOL_MAX_BYTES = 256 << 20;
+/**
+ * At most this many bytes of freed outputs are kept for reuse. A CIFAR ResNet training step at batch 128
+ * frees more than 256 MB: with that cap, allocating fresh arrays took 4% of its time in a CPU profile and
+ * GC 2% (under 1% with this one), for a resident size that stays near 1.1 GB either way.
+ */
+const POOL_MAX_BYTES = 1024 << 20;
 
 /**
  * The `cpu` backend, with the one-time "install tfjs-node" notice silenced and
