@@ -75,10 +75,11 @@ export async function useBackend(
     }
   }
   if (!info && (requested === "auto" || requested === "wasm")) {
-    const { registerWasmBackend } = await import("./wasm.ts");
+    const { registerWasmBackend, wasmThreads, wasmThreadsReason } = await import("./wasm.ts");
     await registerWasmBackend();
     if (!await tf.setBackend("wasm")) throw new UserError("the wasm backend failed to start");
-    info = { name: "wasm", requested, detail: "embedded WASM SIMD (XNNPACK) with our gradient kernels" };
+    const threads = wasmThreadsReason ? `1 thread: ${wasmThreadsReason}` : `${wasmThreads()} threads`;
+    info = { name: "wasm", requested, detail: `embedded WASM SIMD (XNNPACK, ${threads}) with our gradient kernels` };
   }
   if (!info) {
     await tf.setBackend("cpu");

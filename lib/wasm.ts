@@ -58,9 +58,153 @@ export function registerWasmBackend(): Promise<void> {
     tf.backend();
     const wasm = await import("@tensorflow/tfjs-backend-wasm");
     wasm.setWasmPaths(wasmDistDir());
+    threaded(wasm);
     installKernels();
   })();
   return registering;
+}
+
+/** Threads of the started wasm backend's XNNPACK pool (1: single-threaded); undefined before it starts. */
+export function wasmThreads(): number | undefined {
+  return threadsInUse;
+}
+
+let threadsInUse: number | undefined;
+
+/** Why the wasm backend runs single-threaded ("" when it runs with threads, or before it starts). */
+export let wasmThreadsReason = "";
+
+/**
+ * Makes the wasm backend start its multi-threaded SIMD build, whose XNNPACK pool runs on Emscripten
+ * pthreads (Web Workers on a SharedArrayBuffer heap). TF.js 4.22 never chooses that build under Deno:
+ *
+ * - it takes Deno for Node (which it leaves single-threaded), so its thread test says no;
+ * - Emscripten's Node path then makes `worker_threads` workers from a `blob:` URL, which Deno's
+ *   `worker_threads` refuses; and its browser path needs classic workers with `importScripts`, which
+ *   Deno does not have;
+ * - it sizes the pool at half the logical cores (for hyper-threads), so 1 on a 2-core machine.
+ *
+ * So the factory of the `wasm` backend is wrapped: while it runs, `Worker` is a shim that starts each
+ * pthread as a `worker_threads` worker running Emscripten's worker script as a browser would (see
+ * {@linkcode pthreadMain}), and `os.cpus()` reports twice the cores, so that the pool gets one thread
+ * per logical core. Where that fails, the backend starts single-threaded, as before, and
+ * {@linkcode wasmThreadsReason} says why.
+ */
+function threaded(wasm: typeof import("@tensorflow/tfjs-backend-wasm")): void {
+  const factory = tf.findBackendFactory(BACKEND);
+  if (!factory || typeof SharedArrayBuffer === "undefined" || typeof Worker === "undefined") return;
+  const priority = 2; // TF.js's own for wasm
+  tf.removeBackend(BACKEND);
+  tf.registerBackend(BACKEND, async () => {
+    tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", true);
+    try {
+      const backend = await withPthreadWorkers(async () => await factory());
+      threadsInUse = wasm.getThreadsCount();
+      wasmThreadsReason = "";
+      return backend;
+    } catch (err) {
+      wasmThreadsReason = `the threaded build did not start (${err instanceof Error ? err.message : err})`;
+      tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
+      const backend = await factory();
+      threadsInUse = 1;
+      return backend;
+    }
+  }, priority);
+}
+
+type NodeWorker = import("node:worker_threads").Worker;
+let NodeWorkerClass: (new (code: string, options: { eval: true }) => NodeWorker) | undefined;
+
+/** Runs `f` with `Worker` pinned to {@linkcode PthreadWorker} and `os.cpus()` doubled. */
+async function withPthreadWorkers<T>(f: () => Promise<T>): Promise<T> {
+  NodeWorkerClass ??= (await import("node:worker_threads")).Worker;
+  const g = globalThis as Record<string, unknown>;
+  const saved = Object.getOwnPropertyDescriptor(g, "Worker");
+  const os = (await import("node:os")).default as { cpus: () => unknown[] };
+  const cpus = os.cpus;
+  // Emscripten's Node path assigns its own Worker; the setter ignores that.
+  Object.defineProperty(g, "Worker", { get: () => PthreadWorker, set: () => {}, configurable: true });
+  // (navigator's count needs no --allow-sys, os.cpus() does.)
+  os.cpus = () => Array.from({ length: 2 * navigator.hardwareConcurrency }, () => ({}));
+  try {
+    return await f();
+  } finally {
+    os.cpus = cpus;
+    if (saved) Object.defineProperty(g, "Worker", saved);
+    else delete g.Worker;
+  }
+}
+
+/**
+ * The code of each pthread's worker: it fetches Emscripten's worker script (a `blob:` URL made by TF.js)
+ * and runs it as in a browser worker: `process` and `require` hidden, `postMessage` and `onmessage` on
+ * the worker's port, messages held back until the script has set `onmessage`. The "load" message
+ * carries the main script as a Blob; it is read before the message is handed on, so that the script's
+ * `importScripts` can run it at once.
+ */
+function pthreadMain(url: string): string {
+  return `
+const { parentPort } = require("node:worker_threads");
+let handler = null, script = "", busy = false;
+const queue = [];
+const send = (m) => parentPort.postMessage(m);
+const self = globalThis; // Emscripten calls what it sets on self by bare name too
+Object.defineProperty(self, "onmessage", { set(f) { handler = f; pump(); }, get() { return handler; }, configurable: true });
+const run = (code) => new Function("process", "require", "self", "postMessage", code)(undefined, undefined, self, send);
+globalThis.importScripts = () => run(script + "\\n;globalThis.WasmBackendModuleThreadedSimd = WasmBackendModuleThreadedSimd;");
+async function pump() {
+  if (busy || !handler) return;
+  busy = true;
+  while (queue.length > 0) {
+    const data = queue.shift();
+    if (data && data.cmd === "load" && typeof data.urlOrBlob !== "string") script = await data.urlOrBlob.text();
+    handler({ data });
+  }
+  busy = false;
+}
+parentPort.on("message", (data) => { queue.push(data); pump(); });
+fetch(${JSON.stringify(url)}).then((r) => r.text()).then(run);
+`;
+}
+
+/**
+ * The Worker that Emscripten's Node path asks for, over a `worker_threads` worker whose code is
+ * {@linkcode pthreadMain}: unlike a web Worker, it can be unreferenced, so that idle pthreads do not keep
+ * the process alive.
+ */
+class PthreadWorker {
+  onmessage: ((e: { data: unknown }) => void) | null = null;
+  onerror: ((e: unknown) => void) | null = null;
+  private readonly inner: NodeWorker;
+
+  constructor(url: string | URL) {
+    if (!NodeWorkerClass) throw new Error("worker_threads not loaded");
+    this.inner = new NodeWorkerClass(pthreadMain(String(url)), { eval: true });
+  }
+
+  on(type: string, f: (x: unknown) => void): void {
+    if (type === "message" || type === "error") this.inner.on(type, f);
+  }
+
+  postMessage(data: unknown, transfer: Transferable[] = []): void {
+    this.inner.postMessage(data, transfer as never);
+  }
+
+  terminate(): void {
+    this.inner.terminate();
+  }
+
+  /** Emscripten unreferences each worker once it has loaded; from then on it never keeps the process alive. */
+  unref(): void {
+    this.inner.unref();
+  }
+
+  /**
+   * Not passed on: Emscripten references a worker while it runs a pthread, and XNNPACK's pool threads run
+   * until the process ends, so the process would never exit. Nothing the main thread awaits depends on
+   * them: it blocks in each kernel until the pool is done.
+   */
+  ref(): void {}
 }
 
 /** The package's dist/ folder (with a trailing slash), as a file system path. */

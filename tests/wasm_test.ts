@@ -1,6 +1,7 @@
 /**
  * The fast wasm gradient kernels of lib/wasm.ts against the reference `cpu`
- * backend: each kernel on random shapes, model A's gradients, one training step.
+ * backend: each kernel on random shapes, model A's gradients, one training step; and that the threaded
+ * build started.
  *
  *   deno test --allow-read tests/wasm_test.ts
  *
@@ -10,11 +11,22 @@ import { relError } from "./assert.ts";
 import assert from "node:assert/strict";
 import { tf } from "../lib/tf.ts";
 import { mnistNet, MODEL_A } from "../lib/models.ts";
-import { registerWasmBackend } from "../lib/wasm.ts";
+import { registerWasmBackend, wasmThreads, wasmThreadsReason } from "../lib/wasm.ts";
 
 await registerWasmBackend();
 await registerWasmBackend(); // idempotent
 await tf.setBackend("wasm");
+
+Deno.test("wasm runs its threaded build: one XNNPACK thread per logical core (at most TF.js's 8)", () => {
+  assert.equal(wasmThreadsReason, "", wasmThreadsReason);
+  assert.equal(wasmThreads(), Math.min(8, navigator.hardwareConcurrency));
+  // A convolution big enough for XNNPACK to split over the pool (every test below then runs threaded).
+  const y = tf.tidy(() =>
+    tf.sum(tf.conv2d(tf.ones([8, 16, 16, 8]) as tf.Tensor4D, tf.ones([3, 3, 8, 16]) as tf.Tensor4D, 1, "valid"))
+  );
+  assert.equal(y.dataSync()[0], 8 * 14 * 14 * 16 * 72);
+  y.dispose();
+});
 
 /** Runs `f` on wasm and on cpu; returns the relative error of each output. */
 async function compare(f: () => tf.Tensor | tf.Tensor[]): Promise<number[]> {
