@@ -92,7 +92,12 @@ export let wasmThreadsReason = "";
  */
 function threaded(wasm: typeof import("@tensorflow/tfjs-backend-wasm")): void {
   const factory = tf.findBackendFactory(BACKEND);
-  if (!factory || typeof SharedArrayBuffer === "undefined" || typeof Worker === "undefined") return;
+  if (!factory) return;
+  if (typeof SharedArrayBuffer === "undefined" || typeof Worker === "undefined") {
+    threadsInUse = 1;
+    wasmThreadsReason = "no SharedArrayBuffer or Worker here";
+    return;
+  }
   const priority = 2; // TF.js's own for wasm
   tf.removeBackend(BACKEND);
   tf.registerBackend(BACKEND, async () => {
@@ -103,7 +108,8 @@ function threaded(wasm: typeof import("@tensorflow/tfjs-backend-wasm")): void {
       wasmThreadsReason = "";
       return backend;
     } catch (err) {
-      wasmThreadsReason = `the threaded build did not start (${err instanceof Error ? err.message : err})`;
+      const message = (err as { message?: unknown } | undefined)?.message ?? err;
+      wasmThreadsReason = `the threaded build did not start (${message})`;
       tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
       const backend = await factory();
       threadsInUse = 1;
@@ -115,20 +121,45 @@ function threaded(wasm: typeof import("@tensorflow/tfjs-backend-wasm")): void {
 type NodeWorker = import("node:worker_threads").Worker;
 let NodeWorkerClass: (new (code: string, options: { eval: true }) => NodeWorker) | undefined;
 
-/** Runs `f` with `Worker` pinned to {@linkcode PthreadWorker} and `os.cpus()` doubled. */
+/** How long the pthreads may take to load before the threaded start counts as failed. */
+const LOAD_TIMEOUT_MS = 60_000;
+
+/** The workers started by the current {@linkcode withPthreadWorkers}, and how it learns that one failed to load. */
+const starting = { workers: new Set<PthreadWorker>(), fail: (_err: unknown) => {} };
+
+/**
+ * Runs `f` with `Worker` pinned to {@linkcode PthreadWorker} and `os.cpus()` doubled. Rejects, with every
+ * worker it started terminated (so none keeps the process alive), where `f` fails, a worker fails before
+ * it has loaded (Emscripten would rethrow that on the main thread) or the workers take over a minute.
+ */
 async function withPthreadWorkers<T>(f: () => Promise<T>): Promise<T> {
   NodeWorkerClass ??= (await import("node:worker_threads")).Worker;
   const g = globalThis as Record<string, unknown>;
   const saved = Object.getOwnPropertyDescriptor(g, "Worker");
   const os = (await import("node:os")).default as { cpus: () => unknown[] };
   const cpus = os.cpus;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const failed = new Promise<never>((_, reject) => {
+    starting.fail = reject;
+    timer = setTimeout(
+      () => reject(new Error(`its workers did not load in ${LOAD_TIMEOUT_MS / 1000} s`)),
+      LOAD_TIMEOUT_MS,
+    );
+  });
   // Emscripten's Node path assigns its own Worker; the setter ignores that.
   Object.defineProperty(g, "Worker", { get: () => PthreadWorker, set: () => {}, configurable: true });
   // (navigator's count needs no --allow-sys, os.cpus() does.)
   os.cpus = () => Array.from({ length: 2 * navigator.hardwareConcurrency }, () => ({}));
   try {
-    return await f();
+    return await Promise.race([f(), failed]);
+  } catch (err) {
+    for (const w of starting.workers) w.terminate();
+    throw err;
   } finally {
+    clearTimeout(timer);
+    failed.catch(() => {});
+    starting.workers.clear();
+    starting.fail = () => {};
     os.cpus = cpus;
     if (saved) Object.defineProperty(g, "Worker", saved);
     else delete g.Worker;
@@ -155,12 +186,15 @@ globalThis.importScripts = () => run(script + "\\n;globalThis.WasmBackendModuleT
 async function pump() {
   if (busy || !handler) return;
   busy = true;
-  while (queue.length > 0) {
-    const data = queue.shift();
-    if (data && data.cmd === "load" && typeof data.urlOrBlob !== "string") script = await data.urlOrBlob.text();
-    handler({ data });
+  try {
+    while (queue.length > 0) {
+      const data = queue.shift();
+      if (data && data.cmd === "load" && typeof data.urlOrBlob !== "string") script = await data.urlOrBlob.text();
+      handler({ data });
+    }
+  } finally {
+    busy = false;
   }
-  busy = false;
 }
 parentPort.on("message", (data) => { queue.push(data); pump(); });
 fetch(${JSON.stringify(url)}).then((r) => r.text()).then(run);
@@ -177,13 +211,24 @@ class PthreadWorker {
   onerror: ((e: unknown) => void) | null = null;
   private readonly inner: NodeWorker;
 
+  private loaded = false;
+
   constructor(url: string | URL) {
     if (!NodeWorkerClass) throw new Error("worker_threads not loaded");
     this.inner = new NodeWorkerClass(pthreadMain(String(url)), { eval: true });
+    starting.workers.add(this);
+    this.inner.on("message", (data: { cmd?: string } | undefined) => {
+      if (data?.cmd === "loaded") this.loaded = true;
+    });
   }
 
   on(type: string, f: (x: unknown) => void): void {
-    if (type === "message" || type === "error") this.inner.on(type, f);
+    if (type === "message") this.inner.on(type, f);
+    else if (type === "error") {
+      // Before it has loaded, a worker's failure fails the threaded start (and its fallback) instead.
+      const fail = starting.fail;
+      this.inner.on(type, (err: unknown) => this.loaded ? f(err) : fail(err));
+    }
   }
 
   postMessage(data: unknown, transfer: Transferable[] = []): void {
