@@ -641,6 +641,10 @@ function maxPoolGrad(args: {
   dx.fill(0);
   // Running maximum and its heap index per channel, so the inner loops read
   // contiguous channels.
+  if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && 2 * ho <= h && 2 * wo <= w) {
+    maxPoolGrad2x2(x, g, dx, batchSize, h, w, c, ho, wo);
+    return out;
+  }
   const best = new Float32Array(c);
   const at = new Int32Array(c);
   for (let b = 0; b < batchSize; b++) {
@@ -672,4 +676,42 @@ function maxPoolGrad(args: {
     }
   }
   return out;
+}
+
+/**
+ * maxPoolGrad's loop for 2×2 windows at stride 2 that lie inside the image (model A's pooling): the same
+ * scan order and tie rule (the first maximum; NaNs never win), without the per-window buffers. The
+ * general loop took 27 of a 250 ms model A PGD step on wasm.
+ */
+function maxPoolGrad2x2(
+  x: Float32Array,
+  g: Float32Array,
+  dx: Float32Array,
+  batchSize: number,
+  h: number,
+  w: number,
+  c: number,
+  ho: number,
+  wo: number,
+): void {
+  const row = w * c;
+  for (let b = 0; b < batchSize; b++) {
+    for (let oy = 0; oy < ho; oy++) {
+      for (let ox = 0; ox < wo; ox++) {
+        const p00 = ((b * h + 2 * oy) * w + 2 * ox) * c, p01 = p00 + c, p10 = p00 + row, p11 = p10 + c;
+        const gBase = ((b * ho + oy) * wo + ox) * c;
+        for (let ch = 0; ch < c; ch++) {
+          let best = -Infinity, at = -1, v = x[p00 + ch];
+          if (v > best) best = v, at = p00 + ch;
+          v = x[p01 + ch];
+          if (v > best) best = v, at = p01 + ch;
+          v = x[p10 + ch];
+          if (v > best) best = v, at = p10 + ch;
+          v = x[p11 + ch];
+          if (v > best) at = p11 + ch;
+          if (at >= 0) dx[at] += g[gBase + ch];
+        }
+      }
+    }
+  }
 }

@@ -151,6 +151,8 @@ Deno.test("wasm MaxPoolGrad matches cpu, ties included", async () => {
     [1, 7, 9, 2, 3, 2, "same"],
     [2, 8, 8, 3, 3, 1, "same"],
     [1, 7, 7, 2, 2, 2, "same"],
+    [2, 8, 10, 3, 2, 2, "same"], // 2×2 windows inside the image: the fast loop
+    [1, 9, 8, 2, 2, 2, "valid"], // the same, with a row left over
   ];
   for (const [n, h, w, c, f, s, pad] of cases) {
     // Rounded values make ties, which must go to the first maximum.
