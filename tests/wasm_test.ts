@@ -28,6 +28,18 @@ Deno.test("wasm runs its threaded build: one XNNPACK thread per logical core (at
   y.dispose();
 });
 
+Deno.test("wasm Identity shares its input's buffer; each tensor can still be disposed on its own", () => {
+  const backend = tf.engine().backend;
+  const start = backend.numDataIds();
+  const x = tf.tensor([1, 2, 3]);
+  const y = tf.clone(x); // the Identity kernel
+  assert.equal(backend.numDataIds(), start + 1, "no copy");
+  x.dispose();
+  assert.deepEqual(Array.from(y.dataSync()), [1, 2, 3]);
+  y.dispose();
+  assert.equal(backend.numDataIds(), start, "freed with the last reference");
+});
+
 /** Runs `f` on wasm and on cpu; returns the relative error of each output. */
 async function compare(f: () => tf.Tensor | tf.Tensor[]): Promise<number[]> {
   const results: { shape: number[]; data: Float32Array }[][] = [];
