@@ -175,8 +175,9 @@ export interface CompiledKernels {
    */
   avgPool(input: Float32Array, out: Float32Array, n: number, params: Int32Array, grad: boolean): void;
   /**
-   * dx of a convolution with few input channels from dy and the HWIO filter w (params as im2col's, then N and
-   * OC); false, computing nothing, where OC is over 1,024 or a kernel side over 64.
+   * dx of a convolution with few input channels from dy and the HWIO filter w (params as the oneDNN
+   * bindings': im2col's, then N OC padBottom padRight); false, computing nothing, where OC is over 1,024 or a
+   * kernel side over 64.
    */
   convInputGradNarrow(dy: Float32Array, w: Float32Array, dx: Float32Array, params: Int32Array): boolean;
   /**

@@ -657,12 +657,12 @@ function maxPoolGrad(args: {
   const x = backend.typedArrayFromHeap(input);
   const g = backend.typedArrayFromHeap(dy);
   dx.fill(0);
-  // Running maximum and its heap index per channel, so the inner loops read
-  // contiguous channels.
   if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && 2 * ho <= h && 2 * wo <= w) {
     maxPoolGrad2x2(x, g, dx, batchSize, h, w, c, ho, wo);
     return out;
   }
+  // Running maximum and its heap index per channel, so the inner loops read
+  // contiguous channels.
   const best = new Float32Array(c);
   const at = new Int32Array(c);
   for (let b = 0; b < batchSize; b++) {
