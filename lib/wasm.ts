@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { loadWorkerThreads, type SimdHeap, SimdKernels } from "./simd.ts";
 import { tf } from "./tf.ts";
 
 type Info = tf.TensorInfo;
@@ -59,6 +60,7 @@ export function registerWasmBackend(): Promise<void> {
     const wasm = await import("@tensorflow/tfjs-backend-wasm");
     wasm.setWasmPaths(wasmDistDir());
     threaded(wasm);
+    await loadWorkerThreads();
     installKernels();
   })();
   return registering;
@@ -301,7 +303,11 @@ function installKernels(): void {
   };
   const stockMatMul = tf.getKernel("BatchMatMul", BACKEND);
   if (stockMatMul && !ours.has(stockMatMul.kernelFunc)) {
-    replace("BatchMatMul", batchMatMulKernel(stockMatMul.kernelFunc));
+    replace("BatchMatMul", simdMatMulKernel(batchMatMulKernel(stockMatMul.kernelFunc)));
+  }
+  const stockConv = tf.getKernel("Conv2D", BACKEND);
+  if (stockConv && !ours.has(stockConv.kernelFunc)) {
+    replace("Conv2D", simdConv2dKernel(stockConv.kernelFunc));
   }
   const stockInput = tf.getKernel("Conv2DBackpropInput", BACKEND);
   if (!stockInput || !ours.has(stockInput.kernelFunc)) {
@@ -335,6 +341,135 @@ function identityKernel(stock: tf.KernelFunc): tf.KernelFunc {
     if (x.dtype === "string") return stock(args);
     (args.backend as Backend).incRef(x.dataId);
     return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Conv2D and BatchMatMul on our own relaxed-SIMD kernels (lib/simd.ts), on every core. The gradient
+// compositions below call Conv2D, so they run on them too. Where the kernels cannot start (an engine
+// without relaxed SIMD, a single-threaded heap, ADV_NO_SIMD=1), XNNPACK's kernels run instead.
+
+let simd: { backend: Backend; kernels: SimdKernels | undefined } | undefined;
+
+/** Why our SIMD kernels do not run ("" when they run, or before the backend's first product). */
+export let wasmSimdReason = "";
+
+/** Threads of our SIMD kernels (undefined when they do not run, or before the backend's first product). */
+export function wasmSimdThreads(): number | undefined {
+  return simd?.kernels?.threads;
+}
+
+/** Workers of our kernels beside the calling thread: one per further core, up to 7. */
+const SIMD_WORKERS = Math.max(0, Math.min(7, (navigator.hardwareConcurrency ?? 1) - 1));
+
+/**
+ * Turns our SIMD kernels off (XNNPACK's run instead) or back on, for comparisons in one process; on by
+ * default where they can start.
+ */
+export function useWasmSimd(on: boolean): void {
+  simdOff = !on;
+}
+
+let simdOff = false;
+
+function simdOf(backend: Backend): SimdKernels | undefined {
+  if (simdOff) return undefined;
+  if (simd?.backend === backend) return simd.kernels;
+  simd?.kernels?.close();
+  let off = false;
+  try {
+    off = Deno.env.get("ADV_NO_SIMD") === "1";
+  } catch {
+    // No --allow-env: the variable cannot be set either.
+  }
+  const heap = (backend as unknown as { wasm?: SimdHeap }).wasm;
+  const started = off ? "ADV_NO_SIMD=1 is set" : heap ? SimdKernels.start(heap, SIMD_WORKERS) : "no wasm heap";
+  const kernels = typeof started === "string" ? undefined : started;
+  wasmSimdReason = typeof started === "string" ? started : "";
+  simd = { backend, kernels };
+  return kernels;
+}
+
+/** Where a tensor's data starts in the wasm heap (bytes). */
+function offsetOf(backend: Backend, x: Info): number {
+  return (backend as unknown as { dataIdMap: { get(id: object): { memoryOffset: number } } })
+    .dataIdMap.get(x.dataId).memoryOffset;
+}
+
+function simdConv2dKernel(stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { x, filter } = args.inputs as { x: Info; filter: Info };
+    const backend = args.backend as Backend;
+    const attrs = args.attrs as unknown as ConvGradAttrs & { dilations: [number, number] | number };
+    const kernels = simdOf(backend);
+    const empty = x.shape.includes(0) || filter.shape.includes(0);
+    if (!kernels || attrs.dataFormat === "NCHW" || x.dtype !== "float32" || empty) return stock(args);
+    const info = tf.backend_util.computeConv2DInfo(
+      x.shape as [number, number, number, number],
+      filter.shape as [number, number, number, number],
+      attrs.strides,
+      attrs.dilations,
+      attrs.pad,
+      attrs.dimRoundingMode,
+      false,
+      "channelsLast",
+    );
+    const out = (backend as unknown as WasmHeap).makeOutput(info.outShape, "float32");
+    kernels.conv2d(offsetOf(backend, x), offsetOf(backend, filter), {
+      batch: info.batchSize,
+      height: info.inHeight,
+      width: info.inWidth,
+      inChannels: info.inChannels,
+      filterHeight: info.filterHeight,
+      filterWidth: info.filterWidth,
+      strideHeight: info.strideHeight,
+      strideWidth: info.strideWidth,
+      dilationHeight: info.dilationHeight,
+      dilationWidth: info.dilationWidth,
+      padTop: info.padInfo.top,
+      padLeft: info.padInfo.left,
+      outHeight: info.outHeight,
+      outWidth: info.outWidth,
+      outChannels: info.outChannels,
+    }, offsetOf(backend, out));
+    return out;
+  };
+}
+
+/** BatchMatMul on our kernels (transposes are strides), one product per batch; else `fallback`. */
+function simdMatMulKernel(fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { a, b } = args.inputs as { a: Info; b: Info };
+    const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+    const backend = args.backend as Backend;
+    const kernels = simdOf(backend);
+    const size = (s: number[]) => s.reduce((p, q) => p * q, 1);
+    const [outerA, outerB] = [a.shape.slice(0, -2), b.shape.slice(0, -2)];
+    const [batchA, batchB] = [size(outerA), size(outerB)];
+    const sameOuter = outerA.length === outerB.length && outerA.every((d, i) => d === outerB[i]);
+    if (
+      !kernels || a.dtype !== "float32" || b.dtype !== "float32" || size(a.shape) === 0 || size(b.shape) === 0 ||
+      (!sameOuter && batchA !== 1 && batchB !== 1)
+    ) {
+      return fallback(args);
+    }
+    const [ra, ca] = a.shape.slice(-2), [rb, cb] = b.shape.slice(-2);
+    const [m, k] = transposeA ? [ca, ra] : [ra, ca];
+    const n = transposeB ? rb : cb;
+    const outer = batchA >= batchB ? outerA : outerB;
+    const out = (backend as unknown as WasmHeap).makeOutput([...outer, m, n], "float32");
+    const [offA, offB, offOut] = [offsetOf(backend, a), offsetOf(backend, b), offsetOf(backend, out)];
+    for (let i = 0; i < Math.max(batchA, batchB); i++) {
+      kernels.matmul(
+        { offset: offA + (batchA === 1 ? 0 : i * m * k * 4), rows: transposeA ? 1 : k, cols: transposeA ? m : 1 },
+        { offset: offB + (batchB === 1 ? 0 : i * k * n * 4), rows: transposeB ? 1 : n, cols: transposeB ? k : 1 },
+        m,
+        k,
+        n,
+        offOut + i * m * n * 4,
+      );
+    }
+    return out;
   };
 }
 
