@@ -23,28 +23,40 @@ export interface SimdHeap {
   _free(pointer: number): void;
 }
 
-interface Exports {
-  packB(...args: number[]): void;
-  matmul(...args: number[]): void;
-  conv2d(...args: number[]): void;
-}
-
 /** Rows of A per tile and columns of B per panel (kernels.ts's MR and NR). */
 const MR = 6, NR = 8;
-/** Functions a worker can be asked to run, by index. */
-const FUNCTIONS = ["packB", "matmul", "conv2d"] as const;
+/** The module's exports that threads share, by index (a worker is told the index). */
+const FUNCTIONS = [
+  "packB",
+  "matmul",
+  "conv2d",
+  "conv2dOneOut",
+  "conv2dNarrow",
+  "maxPoolGrad2x2",
+  "adam",
+  "momentum",
+] as const;
 type FunctionName = typeof FUNCTIONS[number];
+type Exports = Record<FunctionName, (...args: number[]) => void>;
 
-// The control block of each worker (Int32Array on a SharedArrayBuffer).
+// Each worker's control block: a SharedArrayBuffer with Int32 fields, then the call's arguments as
+// Float64 (pointers and sizes are exact in a double, and f32 arguments need a float).
 const SEQ = 0; // bumped by the caller for each call
 const FN = 1; // index into FUNCTIONS; -1 asks the worker to stop
 const DONE = 2; // the last SEQ the worker finished
 const STATE = 3; // 0 starting, 1 ready, -1 failed
 const ARGC = 4;
-const ARGS = 5;
-const CONTROL_INTS = ARGS + 32;
+const ARGS_BYTE = 64;
+const MAX_ARGS = 32;
 /** The shared work counter's place at the head of the scratch area (a cache line of its own). */
 const COUNTER_BYTES = 64;
+/** Values per unit of work of the elementwise kernels (kernels.ts: blocks of 1024). */
+const BLOCK = 1024;
+
+interface Control {
+  ints: Int32Array;
+  args: Float64Array;
+}
 
 /** A row-major matrix in the heap: element (i, j) at offset + 4 (i rows + j cols). */
 export interface Strided {
@@ -75,9 +87,12 @@ export interface ConvGeometry {
 /** The kernels on one backend's heap. */
 export class SimdKernels {
   readonly threads: number;
-  private readonly controls: Int32Array[] = [];
+  private readonly controls: Control[] = [];
+  private allocated = 0; // what _malloc returned
   private scratch = 0; // 64-byte aligned, inside `allocated`
   private scratchBytes = 0;
+  private head = COUNTER_BYTES; // the counter, then packed B
+  private perThread = 0;
 
   private constructor(
     private readonly heap: SimdHeap,
@@ -98,13 +113,23 @@ export class SimdKernels {
     return new SimdKernels(heap, instance.exports as unknown as Exports, module, workers);
   }
 
+  /** Workers that have loaded and take work (the calling thread not counted). */
+  readyWorkers(): number {
+    return this.controls.filter((c) => Atomics.load(c.ints, STATE) === 1).length;
+  }
+
+  /** Calls in which at least one worker took part. */
+  sharedCalls = 0;
+
   /**
    * out (m x n, row-major, at `out`) = A (m x k) B (k x n), A and B in the heap with any strides
    * (transposes are strides).
    */
   matmul(a: Strided, b: Strided, m: number, k: number, n: number, out: number): void {
     const packed = this.pack(b, k, n);
-    this.share("matmul", Math.ceil(m / MR), Math.ceil(n / NR), (byTiles, chunk, counter, scratch) => [
+    const [tiles, panels] = [Math.ceil(m / MR), Math.ceil(n / NR)];
+    const byTiles = tiles >= panels ? 1 : 0;
+    this.share("matmul", byTiles ? tiles : panels, (chunk, counter, scratch) => [
       ...[a.offset, m, k, a.rows, a.cols, packed, n, out, n],
       ...[byTiles, chunk, counter, scratch],
     ]);
@@ -113,22 +138,85 @@ export class SimdKernels {
   /** out [batch, outHeight, outWidth, outChannels] = the convolution of x (NHWC) with filter [kh, kw, ci, co]. */
   conv2d(x: number, filter: number, g: ConvGeometry, out: number): void {
     const k = g.filterHeight * g.filterWidth * g.inChannels;
-    const m = g.batch * g.outHeight * g.outWidth;
-    const packed = this.pack({ offset: filter, rows: g.outChannels, cols: 1 }, k, g.outChannels);
-    this.share("conv2d", Math.ceil(m / MR), Math.ceil(g.outChannels / NR), (byTiles, chunk, counter, scratch) => [
+    const rows = g.batch * g.outHeight;
+    const geometry = [
       ...[x, g.batch, g.height, g.width, g.inChannels, g.filterHeight, g.filterWidth],
       ...[g.strideHeight, g.strideWidth, g.dilationHeight, g.dilationWidth, g.padTop, g.padLeft],
-      ...[g.outHeight, g.outWidth, packed, g.outChannels, out],
-      ...[byTiles, chunk, counter, scratch],
+      ...[g.outHeight, g.outWidth],
+    ];
+    this.reserve(0);
+    if (g.outChannels === 1) {
+      // One output channel: a dot product per pixel, no packing.
+      this.share("conv2dOneOut", rows, (chunk, counter) => [...geometry, filter, out, chunk, counter]);
+      return;
+    }
+    if (k <= NARROW_DEPTH && g.outChannels % 4 === 0) {
+      // A first layer: few products per output, too few to pay for gathering patches.
+      this.share("conv2dNarrow", rows, (chunk, counter) => [...geometry, filter, g.outChannels, out, chunk, counter]);
+      return;
+    }
+    const m = rows * g.outWidth;
+    const packed = this.pack({ offset: filter, rows: g.outChannels, cols: 1 }, k, g.outChannels);
+    const [tiles, panels] = [Math.ceil(m / MR), Math.ceil(g.outChannels / NR)];
+    const byTiles = tiles >= panels ? 1 : 0;
+    this.share("conv2d", byTiles ? tiles : panels, (chunk, counter, scratch) => [
+      ...geometry,
+      ...[packed, g.outChannels, out, byTiles, chunk, counter, scratch],
+    ]);
+  }
+
+  /** dx [n, h, w, c] from dy [n, ho, wo, c] of a 2 x 2, stride 2 max-pool inside the image of x. */
+  maxPoolGrad2x2(
+    x: number,
+    dy: number,
+    dx: number,
+    n: number,
+    h: number,
+    w: number,
+    c: number,
+    ho: number,
+    wo: number,
+  ) {
+    this.reserve(0);
+    this.share("maxPoolGrad2x2", n * ho, (chunk, counter) => [x, dy, dx, n, h, w, c, ho, wo, chunk, counter]);
+  }
+
+  /** One Adam step over n values (see kernels.ts's adam for the order of operations). */
+  adam(
+    at: { w: number; m: number; v: number; g: number; w2: number; m2: number; v2: number },
+    n: number,
+    step: number,
+    beta1: number,
+    beta2: number,
+    epsilon: number,
+  ): void {
+    this.reserve(0);
+    this.share("adam", Math.ceil(n / BLOCK), (chunk, counter) => [
+      ...[at.w, at.m, at.v, at.g, at.w2, at.m2, at.v2, n],
+      ...[step, beta1, 1 - beta1, beta2, 1 - beta2, epsilon, chunk, counter],
+    ]);
+  }
+
+  /** One step of SGD with momentum and L2 decay over n values (kernels.ts's momentum). */
+  momentum(
+    at: { w: number; v: number; g: number; w2: number; v2: number },
+    n: number,
+    lr: number,
+    momentum: number,
+    decay: number,
+  ): void {
+    this.reserve(0);
+    this.share("momentum", Math.ceil(n / BLOCK), (chunk, counter) => [
+      ...[at.w, at.v, at.g, at.w2, at.v2, n, lr, momentum, decay, chunk, counter],
     ]);
   }
 
   /** Stops the workers (the kernels then run on the calling thread only). */
   close(): void {
     for (const c of this.controls.splice(0)) {
-      Atomics.store(c, FN, -1);
-      Atomics.add(c, SEQ, 1);
-      Atomics.notify(c, SEQ);
+      Atomics.store(c.ints, FN, -1);
+      Atomics.add(c.ints, SEQ, 1);
+      Atomics.notify(c.ints, SEQ);
     }
   }
 
@@ -142,45 +230,41 @@ export class SimdKernels {
     this.perThread = align((MR * k + MR * NR) * 4, 64);
     this.reserve(this.head + this.threads * this.perThread);
     const dst = this.scratch + COUNTER_BYTES;
-    this.share("packB", 0, panels, (_byTiles, chunk, counter) => [b.offset, k, n, b.rows, b.cols, dst, chunk, counter]);
+    this.share("packB", panels, (chunk, counter) => [b.offset, k, n, b.rows, b.cols, dst, chunk, counter]);
     return dst;
   }
 
-  private head = 0;
-  private perThread = 0;
-
   /**
-   * Runs `fn` on every ready thread at once; they take chunks of row tiles or of panels (whichever
-   * there are more of) from a shared counter until none are left, each with its own scratch.
+   * Runs `fn` on every ready thread at once; they take chunks of `units` from a shared counter until
+   * none are left, each with its own scratch.
    */
   private share(
     fn: FunctionName,
-    tiles: number,
-    panels: number,
-    args: (byTiles: number, chunk: number, counter: number, scratch: number) => number[],
+    units: number,
+    args: (chunk: number, counter: number, scratch: number) => number[],
   ): void {
-    const ready = this.controls.filter((c) => Atomics.load(c, STATE) === 1);
-    const byTiles = tiles >= panels;
-    const units = byTiles ? tiles : panels;
+    if (units === 0) return;
+    const ready = this.controls.filter((c) => Atomics.load(c.ints, STATE) === 1);
     const threads = Math.min(ready.length + 1, units);
     // About 8 chunks per thread: small enough to even out a slow core, large enough to keep B's
     // panels in cache across a chunk's tiles.
     const chunk = Math.max(1, Math.floor(units / (8 * threads)));
     const counter = this.scratch;
     new Int32Array(this.heap.wasmMemory.buffer, counter, 1)[0] = 0;
-    const argsOf = (i: number) => args(byTiles ? 1 : 0, chunk, counter, this.scratch + this.head + i * this.perThread);
+    const argsOf = (i: number) => args(chunk, counter, this.scratch + this.head + i * this.perThread);
     const called: [Int32Array, number][] = [];
     for (let i = 1; i < threads; i++) {
       const c = ready[i - 1];
       const a = argsOf(i);
-      c[FN] = FUNCTIONS.indexOf(fn);
-      c[ARGC] = a.length;
-      for (let j = 0; j < a.length; j++) c[ARGS + j] = a[j];
-      const seq = Atomics.add(c, SEQ, 1) + 1;
-      Atomics.notify(c, SEQ);
-      called.push([c, seq]);
+      c.ints[FN] = FUNCTIONS.indexOf(fn);
+      c.ints[ARGC] = a.length;
+      c.args.set(a);
+      const seq = Atomics.add(c.ints, SEQ, 1) + 1;
+      Atomics.notify(c.ints, SEQ);
+      called.push([c.ints, seq]);
     }
-    (this.exports[fn] as (...a: number[]) => void)(...argsOf(0));
+    if (called.length > 0) this.sharedCalls++;
+    this.exports[fn](...argsOf(0));
     for (const [c, seq] of called) {
       let spins = 0;
       while (Atomics.load(c, DONE) !== seq) {
@@ -190,8 +274,16 @@ export class SimdKernels {
     }
   }
 
-  /** Makes the scratch area at least `bytes` long (keeping nothing of it). */
+  /**
+   * Makes the scratch area at least `bytes` long (keeping nothing of it); 0 lays it out for kernels
+   * that need only the work counter.
+   */
   private reserve(bytes: number): void {
+    if (bytes === 0) {
+      this.head = COUNTER_BYTES;
+      this.perThread = 0;
+      bytes = COUNTER_BYTES;
+    }
     if (bytes <= this.scratchBytes) return;
     if (this.allocated) this.heap._free(this.allocated);
     this.scratchBytes = Math.max(bytes, Math.ceil(this.scratchBytes * 1.5));
@@ -199,9 +291,10 @@ export class SimdKernels {
     if (!this.allocated) throw new Error(`simd: could not allocate ${this.scratchBytes} bytes of scratch`);
     this.scratch = align(this.allocated, 64);
   }
-
-  private allocated = 0;
 }
+
+/** Filter taps times input channels up to which conv2d computes each output directly (kernels.ts's conv2dNarrow). */
+const NARROW_DEPTH = 64;
 
 function align(n: number, to: number): number {
   return Math.ceil(n / to) * to;
@@ -233,7 +326,8 @@ export async function loadWorkerThreads(): Promise<void> {
 /** A worker's code: instantiate the module on the shared heap, then serve calls until told to stop. */
 const WORKER_MAIN = `
 const { workerData } = require("node:worker_threads");
-const c = new Int32Array(workerData.control);
+const c = new Int32Array(workerData.control, 0, ${ARGS_BYTE / 4});
+const args = new Float64Array(workerData.control, ${ARGS_BYTE}, ${MAX_ARGS});
 try {
   const exports = new WebAssembly.Instance(workerData.module, { env: { memory: workerData.memory } }).exports;
   const fns = ${JSON.stringify(FUNCTIONS)}.map((name) => exports[name]);
@@ -244,8 +338,7 @@ try {
     seen = Atomics.load(c, ${SEQ});
     const fn = c[${FN}];
     if (fn < 0) break;
-    const args = Array.from(c.subarray(${ARGS}, ${ARGS} + c[${ARGC}]));
-    fns[fn](...args);
+    fns[fn](...args.subarray(0, c[${ARGC}]));
     Atomics.store(c, ${DONE}, seen);
     Atomics.notify(c, ${DONE});
   }
@@ -255,14 +348,15 @@ try {
 }
 `;
 
-function startWorker(module: WebAssembly.Module, memory: WebAssembly.Memory): Int32Array {
-  const control = new Int32Array(new SharedArrayBuffer(CONTROL_INTS * 4));
+function startWorker(module: WebAssembly.Module, memory: WebAssembly.Memory): Control {
+  const buffer = new SharedArrayBuffer(ARGS_BYTE + 8 * MAX_ARGS);
+  const control = {
+    ints: new Int32Array(buffer, 0, ARGS_BYTE / 4),
+    args: new Float64Array(buffer, ARGS_BYTE, MAX_ARGS),
+  };
   if (!NodeWorkerClass) return control; // never ready: the caller does all the work
-  const worker = new NodeWorkerClass(WORKER_MAIN, {
-    eval: true,
-    workerData: { module, memory, control: control.buffer },
-  });
+  const worker = new NodeWorkerClass(WORKER_MAIN, { eval: true, workerData: { module, memory, control: buffer } });
   worker.unref(); // idle workers must not keep the process alive
-  worker.on("error", () => Atomics.store(control, STATE, -1));
+  worker.on("error", () => Atomics.store(control.ints, STATE, -1));
   return control;
 }

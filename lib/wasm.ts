@@ -324,6 +324,8 @@ function installKernels(): void {
   if (stockPool && !ours.has(stockPool.kernelFunc)) {
     replace("MaxPoolGrad", maxPoolGrad as unknown as tf.KernelFunc);
   }
+  replace("AdvAdamUpdate", adamUpdate as unknown as tf.KernelFunc);
+  replace("AdvMomentumUpdate", momentumUpdate as unknown as tf.KernelFunc);
   const stockIdentity = tf.getKernel("Identity", BACKEND);
   if (stockIdentity && !ours.has(stockIdentity.kernelFunc)) {
     replace("Identity", identityKernel(stockIdentity.kernelFunc));
@@ -357,6 +359,12 @@ export let wasmSimdReason = "";
 /** Threads of our SIMD kernels (undefined when they do not run, or before the backend's first product). */
 export function wasmSimdThreads(): number | undefined {
   return simd?.kernels?.threads;
+}
+
+/** How many of our kernels' workers have loaded, and in how many calls one took part (for tests). */
+export function wasmSimdStats(): { readyWorkers: number; sharedCalls: number } | undefined {
+  const k = simd?.kernels;
+  return k && { readyWorkers: k.readyWorkers(), sharedCalls: k.sharedCalls };
 }
 
 /** Workers of our kernels beside the calling thread: one per further core, up to 7. */
@@ -474,6 +482,70 @@ function simdMatMulKernel(fallback: tf.KernelFunc): tf.KernelFunc {
 }
 
 // ---------------------------------------------------------------------------
+// The optimisers' fused updates (lib/optim.ts runs them where a backend registers them): one pass
+// over each variable instead of about ten kernels, with the float32 operations of the composed update
+// in its order, so the results are the same floats. On our SIMD kernels where they run, else in
+// TypeScript with Math.fround after each operation.
+
+function adamUpdate(args: {
+  inputs: { variable: Info; m: Info; v: Info; grad: Info };
+  backend: Backend;
+  attrs: { step: number; beta1: number; beta2: number; epsilon: number };
+}): Info[] {
+  const { inputs: { variable, m, v, grad }, backend, attrs: { step, beta1, beta2, epsilon } } = args;
+  const heap = backend as unknown as WasmHeap;
+  const [w2, m2, v2] = [variable, m, v].map((t) => heap.makeOutput(t.shape, "float32"));
+  const n = tf.util.sizeFromShape(variable.shape);
+  const kernels = simdOf(backend);
+  if (kernels && n > 0) {
+    const at = (t: Info) => offsetOf(backend, t);
+    const offsets = { w: at(variable), m: at(m), v: at(v), g: at(grad), w2: at(w2), m2: at(m2), v2: at(v2) };
+    kernels.adam(offsets, n, step, beta1, beta2, epsilon);
+    return [w2, m2, v2];
+  }
+  const [wv, mv, vv, gv, w2v, m2v, v2v] = [variable, m, v, grad, w2, m2, v2].map((t) => heap.typedArrayFromHeap(t));
+  const f = Math.fround;
+  const [a, b1, c1, b2, c2, eps] = [step, beta1, 1 - beta1, beta2, 1 - beta2, epsilon].map(f);
+  for (let i = 0; i < n; i++) {
+    const g = gv[i];
+    const mi = f(f(mv[i] * b1) + f(g * c1));
+    const vi = f(f(vv[i] * b2) + f(f(g * g) * c2));
+    m2v[i] = mi;
+    v2v[i] = vi;
+    w2v[i] = f(wv[i] - f(f(mi * a) / f(f(Math.sqrt(vi)) + eps)));
+  }
+  return [w2, m2, v2];
+}
+
+function momentumUpdate(args: {
+  inputs: { variable: Info; v: Info; grad: Info };
+  backend: Backend;
+  attrs: { lr: number; momentum: number; decay: number };
+}): Info[] {
+  const { inputs: { variable, v, grad }, backend, attrs: { lr, momentum, decay } } = args;
+  const heap = backend as unknown as WasmHeap;
+  const [w2, v2] = [variable, v].map((t) => heap.makeOutput(t.shape, "float32"));
+  const n = tf.util.sizeFromShape(variable.shape);
+  const kernels = simdOf(backend);
+  if (kernels && n > 0) {
+    const at = (t: Info) => offsetOf(backend, t);
+    kernels.momentum({ w: at(variable), v: at(v), g: at(grad), w2: at(w2), v2: at(v2) }, n, lr, momentum, decay);
+    return [w2, v2];
+  }
+  const [wv, vv, gv, w2v, v2v] = [variable, v, grad, w2, v2].map((t) => heap.typedArrayFromHeap(t));
+  const f = Math.fround;
+  const [rate, mu, d] = [lr, momentum, decay].map(f);
+  for (let i = 0; i < n; i++) {
+    const w = wv[i];
+    const g = d !== 0 ? f(gv[i] + f(w * d)) : gv[i];
+    const vi = f(f(vv[i] * mu) + g);
+    v2v[i] = vi;
+    w2v[i] = f(w - f(vi * rate));
+  }
+  return [w2, v2];
+}
+
+// ---------------------------------------------------------------------------
 // Calling the backend's own kernels on TensorInfos.
 
 function run(
@@ -587,9 +659,10 @@ function conv2dBackpropInputKernel(
     ], [0, 0]];
     const flipped = run("Reverse", backend, { x: filter }, { dims: [0, 1] });
     let dx: Info;
-    if (ci === 1) {
+    if (ci === 1 && !simdOf(backend)) {
       // One output channel starves XNNPACK's GEMM tiles: a depthwise
       // convolution and a channel sum are faster (about 1.6x on model A).
+      // (Our Conv2D has a dot-product loop for it.)
       const perChannel = run("DepthwiseConv2dNative", backend, {
         x: d,
         filter: view(flipped, [kh, kw, co, 1]),
@@ -787,12 +860,20 @@ function maxPoolGrad(args: {
   const top = info.padInfo.top;
   const left = info.padInfo.left;
   const out = backend.makeOutput(input.shape, "float32");
+  const twoByTwo = fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && 2 * ho <= h &&
+    2 * wo <= w;
+  const kernels = simdOf(args.backend);
+  if (twoByTwo && kernels && input.dtype === "float32" && dy.dtype === "float32" && batchSize * h * w * c > 0) {
+    const at = (t: Info) => offsetOf(args.backend, t);
+    kernels.maxPoolGrad2x2(at(input), at(dy), at(out), batchSize, h, w, c, ho, wo);
+    return out;
+  }
   // Views only after makeOutput: allocating may grow (and detach) the heap.
   const dx = backend.typedArrayFromHeap(out);
   const x = backend.typedArrayFromHeap(input);
   const g = backend.typedArrayFromHeap(dy);
   dx.fill(0);
-  if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && 2 * ho <= h && 2 * wo <= w) {
+  if (twoByTwo) {
     maxPoolGrad2x2(x, g, dx, batchSize, h, w, c, ho, wo);
     return out;
   }

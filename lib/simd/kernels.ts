@@ -278,3 +278,294 @@ export function conv2d(
     else conv2dRange(x, nb, h, w, ci, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, bp, co, out, 0, tiles, u, v, scratch);
   }
 }
+
+/**
+ * The convolution for one output channel (co = 1: the input gradient of a one-channel first layer):
+ * out[b, y, x] = sum over taps in the image of x[b, y', x', :] . f[i, j, :], f as [KH, KW, CI] (contiguous
+ * CI per tap). Units: output rows (b, y).
+ */
+export function conv2dOneOut(
+  x: usize, nb: i32, h: i32, w: i32, ci: i32, kh: i32, kw: i32, sh: i32, sw: i32, dh: i32, dw: i32,
+  pt: i32, pl: i32, ho: i32, wo: i32, f: usize, out: usize, chunk: i32, counter: usize,
+): void {
+  const units = nb * ho;
+  const ci4 = ci & ~3, ci16 = ci & ~15;
+  for (let u = next(counter, chunk); u < units; u = next(counter, chunk)) {
+    const v = min(units, u + chunk);
+    for (let row = u; row < v; row++) {
+      const b = row / ho, oy = row - b * ho;
+      for (let ox = 0; ox < wo; ox++) {
+        let acc = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+        let tail: f32 = 0;
+        for (let i = 0; i < kh; i++) {
+          const iy = oy * sh - pt + i * dh;
+          if (iy < 0 || iy >= h) continue;
+          for (let j = 0; j < kw; j++) {
+            const ix = ox * sw - pl + j * dw;
+            if (ix < 0 || ix >= w) continue;
+            const s = x + ((<usize>(b * h + iy) * <usize>w + <usize>ix) * <usize>ci) * 4;
+            const t = f + <usize>((i * kw + j) * ci) * 4;
+            // Four accumulators: one would chain every multiply-add on the one before.
+            let c = 0;
+            for (; c < ci16; c += 16) {
+              const o = <usize>c * 4;
+              acc = f32x4.relaxed_madd(v128.load(s + o), v128.load(t + o), acc);
+              acc1 = f32x4.relaxed_madd(v128.load(s + o, 16), v128.load(t + o, 16), acc1);
+              acc2 = f32x4.relaxed_madd(v128.load(s + o, 32), v128.load(t + o, 32), acc2);
+              acc3 = f32x4.relaxed_madd(v128.load(s + o, 48), v128.load(t + o, 48), acc3);
+            }
+            for (; c < ci4; c += 4) {
+              acc = f32x4.relaxed_madd(v128.load(s + <usize>c * 4), v128.load(t + <usize>c * 4), acc);
+            }
+            for (; c < ci; c++) tail += load<f32>(s + <usize>c * 4) * load<f32>(t + <usize>c * 4);
+          }
+        }
+        acc = f32x4.add(f32x4.add(acc, acc1), f32x4.add(acc2, acc3));
+        const sum = f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 1) +
+          f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3);
+        store<f32>(out + (<usize>row * <usize>wo + <usize>ox) * 4, sum + tail);
+      }
+    }
+  }
+}
+
+/**
+ * A convolution with few inputs per output (KH KW CI small, CO a multiple of 4: a first layer) without
+ * gathering: per output pixel and group of up to 32 channels, eight accumulators over the taps in the
+ * image; f as [KH, KW, CI, CO]. Units: output rows (b, y).
+ */
+export function conv2dNarrow(
+  x: usize, nb: i32, h: i32, w: i32, ci: i32, kh: i32, kw: i32, sh: i32, sw: i32, dh: i32, dw: i32,
+  pt: i32, pl: i32, ho: i32, wo: i32, f: usize, co: i32, out: usize, chunk: i32, counter: usize,
+): void {
+  const units = nb * ho;
+  for (let u = next(counter, chunk); u < units; u = next(counter, chunk)) {
+    const end = min(units, u + chunk);
+    for (let row = u; row < end; row++) {
+      const b = row / ho, oy = row - b * ho;
+      for (let ox = 0; ox < wo; ox++) {
+        const o = out + (<usize>(row * wo + ox) * <usize>co) * 4;
+        let g = 0;
+        for (; g + 32 <= co; g += 32) narrow32(x, b, h, w, ci, kh, kw, sh, sw, dh, dw, pt, pl, oy, ox, f, co, g, o);
+        for (; g < co; g += 4) narrow4(x, b, h, w, ci, kh, kw, sh, sw, dh, dw, pt, pl, oy, ox, f, co, g, o);
+      }
+    }
+  }
+}
+
+/** conv2dNarrow's 32 output channels from g on, at one pixel: eight accumulators. */
+// @ts-ignore: decorator
+@inline
+function narrow32(
+  x: usize, b: i32, h: i32, w: i32, ci: i32, kh: i32, kw: i32, sh: i32, sw: i32, dh: i32, dw: i32,
+  pt: i32, pl: i32, oy: i32, ox: i32, f: usize, co: i32, g: i32, o: usize,
+): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+  for (let i = 0; i < kh; i++) {
+    const iy = oy * sh - pt + i * dh;
+    if (iy < 0 || iy >= h) continue;
+    for (let j = 0; j < kw; j++) {
+      const ix = ox * sw - pl + j * dw;
+      if (ix < 0 || ix >= w) continue;
+      let s = x + ((<usize>(b * h + iy) * <usize>w + <usize>ix) * <usize>ci) * 4;
+      let t = f + (<usize>((i * kw + j) * ci) * <usize>co + <usize>g) * 4;
+      for (let c = 0; c < ci; c++) {
+        const xs = v128.load32_splat(s);
+        a0 = f32x4.relaxed_madd(xs, v128.load(t), a0);
+        a1 = f32x4.relaxed_madd(xs, v128.load(t, 16), a1);
+        a2 = f32x4.relaxed_madd(xs, v128.load(t, 32), a2);
+        a3 = f32x4.relaxed_madd(xs, v128.load(t, 48), a3);
+        a4 = f32x4.relaxed_madd(xs, v128.load(t, 64), a4);
+        a5 = f32x4.relaxed_madd(xs, v128.load(t, 80), a5);
+        a6 = f32x4.relaxed_madd(xs, v128.load(t, 96), a6);
+        a7 = f32x4.relaxed_madd(xs, v128.load(t, 112), a7);
+        s += 4;
+        t += <usize>co * 4;
+      }
+    }
+  }
+  const d = o + <usize>g * 4;
+  v128.store(d, a0);
+  v128.store(d, a1, 16);
+  v128.store(d, a2, 32);
+  v128.store(d, a3, 48);
+  v128.store(d, a4, 64);
+  v128.store(d, a5, 80);
+  v128.store(d, a6, 96);
+  v128.store(d, a7, 112);
+}
+
+/** conv2dNarrow's 4 output channels from g on, at one pixel. */
+// @ts-ignore: decorator
+@inline
+function narrow4(
+  x: usize, b: i32, h: i32, w: i32, ci: i32, kh: i32, kw: i32, sh: i32, sw: i32, dh: i32, dw: i32,
+  pt: i32, pl: i32, oy: i32, ox: i32, f: usize, co: i32, g: i32, o: usize,
+): void {
+  let a0 = f32x4.splat(0);
+  for (let i = 0; i < kh; i++) {
+    const iy = oy * sh - pt + i * dh;
+    if (iy < 0 || iy >= h) continue;
+    for (let j = 0; j < kw; j++) {
+      const ix = ox * sw - pl + j * dw;
+      if (ix < 0 || ix >= w) continue;
+      let s = x + ((<usize>(b * h + iy) * <usize>w + <usize>ix) * <usize>ci) * 4;
+      let t = f + (<usize>((i * kw + j) * ci) * <usize>co + <usize>g) * 4;
+      for (let c = 0; c < ci; c++) {
+        a0 = f32x4.relaxed_madd(v128.load32_splat(s), v128.load(t), a0);
+        s += 4;
+        t += <usize>co * 4;
+      }
+    }
+  }
+  v128.store(o + <usize>g * 4, a0);
+}
+
+/**
+ * The max-pool gradient for 2 x 2 windows at stride 2 inside the image (x, dx [N, H, W, C], dy
+ * [N, HO, WO, C], 2 HO <= H, 2 WO <= W): each window's dy goes to its first maximum in row-major order
+ * (NaN never wins; a window of NaN and -Infinity sends nothing), as the cpu backend does. Windows do not
+ * overlap, so dx is written, not added to; pixels outside every window get 0. Units: window rows (b, oy).
+ */
+export function maxPoolGrad2x2(
+  x: usize, dy: usize, dx: usize, nb: i32, h: i32, w: i32, c: i32, ho: i32, wo: i32, chunk: i32, counter: usize,
+): void {
+  const units = nb * ho;
+  const row = <usize>w * <usize>c * 4; // bytes per image row
+  const c4 = c & ~3;
+  const low = f32x4.splat(-Infinity);
+  for (let u = next(counter, chunk); u < units; u = next(counter, chunk)) {
+    const end = min(units, u + chunk);
+    for (let r = u; r < end; r++) {
+      const b = r / ho, oy = r - b * ho;
+      const top = x + <usize>(b * h + 2 * oy) * row;
+      const dtop = dx + <usize>(b * h + 2 * oy) * row;
+      for (let ox = 0; ox < wo; ox++) {
+        const p00 = <usize>(2 * ox * c) * 4, p01 = p00 + <usize>c * 4, p10 = p00 + row, p11 = p01 + row;
+        const gp = dy + (<usize>(r * wo + ox) * <usize>c) * 4;
+        let ch = 0;
+        for (; ch < c4; ch += 4) {
+          const o = <usize>ch * 4;
+          const v00 = v128.load(top + p00 + o), v01 = v128.load(top + p01 + o);
+          const v10 = v128.load(top + p10 + o), v11 = v128.load(top + p11 + o);
+          // The running maximum after each candidate, and where a later candidate beat it.
+          const m0 = f32x4.gt(v00, low);
+          let best = v128.bitselect(v00, low, m0);
+          const m1 = f32x4.gt(v01, best);
+          best = v128.bitselect(v01, best, m1);
+          const m2 = f32x4.gt(v10, best);
+          best = v128.bitselect(v10, best, m2);
+          const m3 = f32x4.gt(v11, best);
+          // The winner is the last candidate that beat the running maximum.
+          const w3 = m3;
+          const w2 = v128.andnot(m2, m3);
+          const w1 = v128.andnot(v128.andnot(m1, m2), m3);
+          const w0 = v128.andnot(v128.andnot(v128.andnot(m0, m1), m2), m3);
+          const g = v128.load(gp + o);
+          v128.store(dtop + p00 + o, v128.and(g, w0));
+          v128.store(dtop + p01 + o, v128.and(g, w1));
+          v128.store(dtop + p10 + o, v128.and(g, w2));
+          v128.store(dtop + p11 + o, v128.and(g, w3));
+        }
+        for (; ch < c; ch++) {
+          const o = <usize>ch * 4;
+          let best: f32 = -Infinity;
+          let at: usize = 0;
+          let found = false;
+          let v = load<f32>(top + p00 + o);
+          if (v > best) { best = v; at = p00; found = true; }
+          v = load<f32>(top + p01 + o);
+          if (v > best) { best = v; at = p01; found = true; }
+          v = load<f32>(top + p10 + o);
+          if (v > best) { best = v; at = p10; found = true; }
+          v = load<f32>(top + p11 + o);
+          if (v > best) { at = p11; found = true; }
+          store<f32>(dtop + p00 + o, 0);
+          store<f32>(dtop + p01 + o, 0);
+          store<f32>(dtop + p10 + o, 0);
+          store<f32>(dtop + p11 + o, 0);
+          if (found) store<f32>(dtop + at + o, load<f32>(gp + o));
+        }
+      }
+      // Columns right of the last window, in both rows; rows below the last window row.
+      const done = <usize>(2 * wo * c) * 4;
+      zero(dtop + done, <i32>((row - done) / 4));
+      zero(dtop + row + done, <i32>((row - done) / 4));
+      if (oy == ho - 1) {
+        for (let y = 2 * ho; y < h; y++) zero(dx + <usize>(b * h + y) * row, w * c);
+      }
+    }
+  }
+}
+
+/**
+ * One Adam step over n values, with f32 operations in the order of the composed update in lib/optim.ts
+ * (so the same floats): m2 = m b1 + g c1, v2 = v b2 + (g g) c2, w2 = w - (m2 step) / (sqrt(v2) + eps).
+ * Units: blocks of 1024 values.
+ */
+export function adam(
+  w: usize, m: usize, v: usize, g: usize, w2: usize, m2: usize, v2: usize, n: i32,
+  step: f32, b1: f32, c1: f32, b2: f32, c2: f32, eps: f32, chunk: i32, counter: usize,
+): void {
+  const units = (n + 1023) >> 10;
+  const vb1 = f32x4.splat(b1), vc1 = f32x4.splat(c1), vb2 = f32x4.splat(b2), vc2 = f32x4.splat(c2);
+  const vstep = f32x4.splat(step), veps = f32x4.splat(eps);
+  for (let u = next(counter, chunk); u < units; u = next(counter, chunk)) {
+    const i0 = u << 10, i1 = min(n, (u + chunk) << 10);
+    let i = i0;
+    for (; i + 4 <= i1; i += 4) {
+      const o = <usize>i * 4;
+      const gi = v128.load(g + o);
+      const mi = f32x4.add(f32x4.mul(v128.load(m + o), vb1), f32x4.mul(gi, vc1));
+      const vi = f32x4.add(f32x4.mul(v128.load(v + o), vb2), f32x4.mul(f32x4.mul(gi, gi), vc2));
+      v128.store(m2 + o, mi);
+      v128.store(v2 + o, vi);
+      v128.store(w2 + o, f32x4.sub(v128.load(w + o), f32x4.div(f32x4.mul(mi, vstep), f32x4.add(f32x4.sqrt(vi), veps))));
+    }
+    for (; i < i1; i++) {
+      const o = <usize>i * 4;
+      const gi = load<f32>(g + o);
+      const mi = load<f32>(m + o) * b1 + gi * c1;
+      const vi = load<f32>(v + o) * b2 + gi * gi * c2;
+      store<f32>(m2 + o, mi);
+      store<f32>(v2 + o, vi);
+      store<f32>(w2 + o, load<f32>(w + o) - (mi * step) / (sqrt<f32>(vi) + eps));
+    }
+  }
+}
+
+/**
+ * One step of SGD with momentum and L2 decay over n values, in f32 in the order of lib/optim.ts's
+ * composed update: d = g + w decay (when decay != 0), v2 = v mu + d, w2 = w - v2 lr. Units: blocks of 1024.
+ */
+export function momentum(
+  w: usize, v: usize, g: usize, w2: usize, v2: usize, n: i32, lr: f32, mu: f32, decay: f32,
+  chunk: i32, counter: usize,
+): void {
+  const units = (n + 1023) >> 10;
+  const vmu = f32x4.splat(mu), vlr = f32x4.splat(lr), vdecay = f32x4.splat(decay);
+  const decays = decay != 0;
+  for (let u = next(counter, chunk); u < units; u = next(counter, chunk)) {
+    const i0 = u << 10, i1 = min(n, (u + chunk) << 10);
+    let i = i0;
+    for (; i + 4 <= i1; i += 4) {
+      const o = <usize>i * 4;
+      const wi = v128.load(w + o);
+      let d = v128.load(g + o);
+      if (decays) d = f32x4.add(d, f32x4.mul(wi, vdecay));
+      const vi = f32x4.add(f32x4.mul(v128.load(v + o), vmu), d);
+      v128.store(v2 + o, vi);
+      v128.store(w2 + o, f32x4.sub(wi, f32x4.mul(vi, vlr)));
+    }
+    for (; i < i1; i++) {
+      const o = <usize>i * 4;
+      const wi = load<f32>(w + o);
+      let d = load<f32>(g + o);
+      if (decays) d += wi * decay;
+      const vi = load<f32>(v + o) * mu + d;
+      store<f32>(v2 + o, vi);
+      store<f32>(w2 + o, wi - vi * lr);
+    }
+  }
+}
