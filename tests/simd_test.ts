@@ -84,6 +84,10 @@ Deno.test("simd Conv2D matches cpu on each path (GEMM, first layer, one output c
     [1, 9, 9, 3, 12, 3, 2, "valid", 1], // narrow, 4-channel groups, stride 2
     [2, 28, 28, 32, 1, 5, 1, "same", 1], // one output channel (model A's first input gradient)
     [1, 8, 9, 6, 1, 3, 2, "valid", 1], // one output channel, channels not a multiple of 4
+    [1, 15, 17, 16, 1, 3, 2, "same", 1], // one output channel, four pixels at a time, stride 2
+    [1, 12, 14, 8, 1, 3, 1, "valid", 2], // the same, dilated
+    [2, 13, 11, 2, 48, 3, 2, "same", 1], // first layer, two pixels at a time, stride 2
+    [1, 12, 12, 1, 16, 3, 1, "valid", 2], // the same, dilated
   ];
   for (const [n, h, w, ci, co, k, s, pad, d] of cases) {
     const x = normal([n, h, w, ci]) as tf.Tensor4D;

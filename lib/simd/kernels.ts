@@ -279,6 +279,21 @@ export function conv2d(
   }
 }
 
+// The taps t of a window that fall inside the image, 0 <= o + t d < size (o: the window's first
+// position, out * stride - pad), are first <= t < end: the direct loops below then need no test per tap.
+
+// @ts-ignore: decorator
+@inline
+function firstTap(o: i32, d: i32): i32 {
+  return o >= 0 ? 0 : (d - 1 - o) / d;
+}
+
+// @ts-ignore: decorator
+@inline
+function endTap(o: i32, d: i32, k: i32, size: i32): i32 {
+  return o >= size ? 0 : min(k, (size - 1 - o) / d + 1);
+}
+
 /**
  * The convolution for one output channel (co = 1: the input gradient of a one-channel first layer):
  * out[b, y, x] = sum over taps in the image of x[b, y', x', :] . f[i, j, :], f as [KH, KW, CI] (contiguous
@@ -289,44 +304,107 @@ export function conv2dOneOut(
   pt: i32, pl: i32, ho: i32, wo: i32, f: usize, out: usize, chunk: i32, counter: usize,
 ): void {
   const units = nb * ho;
-  const ci4 = ci & ~3, ci16 = ci & ~15;
   for (let u = next(counter, chunk); u < units; u = next(counter, chunk)) {
     const v = min(units, u + chunk);
     for (let row = u; row < v; row++) {
       const b = row / ho, oy = row - b * ho;
-      for (let ox = 0; ox < wo; ox++) {
-        let acc = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
-        let tail: f32 = 0;
-        for (let i = 0; i < kh; i++) {
-          const iy = oy * sh - pt + i * dh;
-          if (iy < 0 || iy >= h) continue;
-          for (let j = 0; j < kw; j++) {
-            const ix = ox * sw - pl + j * dw;
-            if (ix < 0 || ix >= w) continue;
-            const s = x + ((<usize>(b * h + iy) * <usize>w + <usize>ix) * <usize>ci) * 4;
-            const t = f + <usize>((i * kw + j) * ci) * 4;
-            // Four accumulators: one would chain every multiply-add on the one before.
-            let c = 0;
-            for (; c < ci16; c += 16) {
-              const o = <usize>c * 4;
-              acc = f32x4.relaxed_madd(v128.load(s + o), v128.load(t + o), acc);
-              acc1 = f32x4.relaxed_madd(v128.load(s + o, 16), v128.load(t + o, 16), acc1);
-              acc2 = f32x4.relaxed_madd(v128.load(s + o, 32), v128.load(t + o, 32), acc2);
-              acc3 = f32x4.relaxed_madd(v128.load(s + o, 48), v128.load(t + o, 48), acc3);
-            }
-            for (; c < ci4; c += 4) {
-              acc = f32x4.relaxed_madd(v128.load(s + <usize>c * 4), v128.load(t + <usize>c * 4), acc);
-            }
-            for (; c < ci; c++) tail += load<f32>(s + <usize>c * 4) * load<f32>(t + <usize>c * 4);
-          }
+      const o = out + <usize>(row * wo) * 4;
+      let ox = 0;
+      while (ox < wo) {
+        const x0 = ox * sw - pl;
+        if ((ci & 7) == 0 && ox + 4 <= wo && x0 >= 0 && x0 + 3 * sw + (kw - 1) * dw < w) {
+          fourPixels(x, b, h, w, ci, kh, kw, sh, sw, dh, dw, pt, oy, x0, f, o + <usize>ox * 4);
+          ox += 4;
+        } else {
+          store<f32>(o + <usize>ox * 4, onePixel(x, b, h, w, ci, kh, kw, sh, dh, dw, pt, oy, x0, f));
+          ox++;
         }
-        acc = f32x4.add(f32x4.add(acc, acc1), f32x4.add(acc2, acc3));
-        const sum = f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 1) +
-          f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3);
-        store<f32>(out + (<usize>row * <usize>wo + <usize>ox) * 4, sum + tail);
       }
     }
   }
+}
+
+/** conv2dOneOut at one pixel (its window starting at column x0). */
+// @ts-ignore: decorator
+@inline
+function onePixel(
+  x: usize, b: i32, h: i32, w: i32, ci: i32, kh: i32, kw: i32, sh: i32, dh: i32, dw: i32, pt: i32, oy: i32,
+  x0: i32, f: usize,
+): f32 {
+  // Four accumulators: one would chain every multiply-add on the one before.
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let tail: f32 = 0;
+  const ci4 = ci & ~3, ci16 = ci & ~15;
+  const y0 = oy * sh - pt;
+  const i1 = endTap(y0, dh, kh, h), j0 = firstTap(x0, dw), j1 = endTap(x0, dw, kw, w);
+  for (let i = firstTap(y0, dh); i < i1; i++) {
+    const rowAt = x + (<usize>(b * h + y0 + i * dh) * <usize>w) * <usize>ci * 4;
+    for (let j = j0; j < j1; j++) {
+      const s = rowAt + <usize>((x0 + j * dw) * ci) * 4;
+      const t = f + <usize>((i * kw + j) * ci) * 4;
+      let c = 0;
+      for (; c < ci16; c += 16) {
+        const o = <usize>c * 4;
+        a0 = f32x4.relaxed_madd(v128.load(s + o), v128.load(t + o), a0);
+        a1 = f32x4.relaxed_madd(v128.load(s + o, 16), v128.load(t + o, 16), a1);
+        a2 = f32x4.relaxed_madd(v128.load(s + o, 32), v128.load(t + o, 32), a2);
+        a3 = f32x4.relaxed_madd(v128.load(s + o, 48), v128.load(t + o, 48), a3);
+      }
+      for (; c < ci4; c += 4) {
+        a0 = f32x4.relaxed_madd(v128.load(s + <usize>c * 4), v128.load(t + <usize>c * 4), a0);
+      }
+      for (; c < ci; c++) tail += load<f32>(s + <usize>c * 4) * load<f32>(t + <usize>c * 4);
+    }
+  }
+  return lanesSum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3))) + tail;
+}
+
+/**
+ * conv2dOneOut at four pixels in a row whose windows (from column x0, sw apart) lie inside the image
+ * columns, CI a multiple of 8: each filter vector is loaded once for the four; two accumulators each.
+ */
+// @ts-ignore: decorator
+@inline
+function fourPixels(
+  x: usize, b: i32, h: i32, w: i32, ci: i32, kh: i32, kw: i32, sh: i32, sw: i32, dh: i32, dw: i32, pt: i32,
+  oy: i32, x0: i32, f: usize, o: usize,
+): void {
+  let p0 = f32x4.splat(0), p1 = f32x4.splat(0), p2 = f32x4.splat(0), p3 = f32x4.splat(0);
+  let q0 = f32x4.splat(0), q1 = f32x4.splat(0), q2 = f32x4.splat(0), q3 = f32x4.splat(0);
+  const step = <usize>(sw * ci) * 4; // bytes from one pixel's window to the next's
+  const y0 = oy * sh - pt;
+  const i1 = endTap(y0, dh, kh, h);
+  for (let i = firstTap(y0, dh); i < i1; i++) {
+    const rowAt = x + (<usize>(b * h + y0 + i * dh) * <usize>w) * <usize>ci * 4;
+    for (let j = 0; j < kw; j++) {
+      const s = rowAt + <usize>((x0 + j * dw) * ci) * 4;
+      const t = f + <usize>((i * kw + j) * ci) * 4;
+      for (let c = 0; c < ci; c += 8) {
+        const k = <usize>c * 4;
+        const f0 = v128.load(t + k), f1 = v128.load(t + k, 16);
+        const s0 = s + k, s1 = s0 + step, s2 = s1 + step, s3 = s2 + step;
+        p0 = f32x4.relaxed_madd(v128.load(s0), f0, p0);
+        q0 = f32x4.relaxed_madd(v128.load(s0, 16), f1, q0);
+        p1 = f32x4.relaxed_madd(v128.load(s1), f0, p1);
+        q1 = f32x4.relaxed_madd(v128.load(s1, 16), f1, q1);
+        p2 = f32x4.relaxed_madd(v128.load(s2), f0, p2);
+        q2 = f32x4.relaxed_madd(v128.load(s2, 16), f1, q2);
+        p3 = f32x4.relaxed_madd(v128.load(s3), f0, p3);
+        q3 = f32x4.relaxed_madd(v128.load(s3, 16), f1, q3);
+      }
+    }
+  }
+  store<f32>(o, lanesSum(f32x4.add(p0, q0)));
+  store<f32>(o, lanesSum(f32x4.add(p1, q1)), 4);
+  store<f32>(o, lanesSum(f32x4.add(p2, q2)), 8);
+  store<f32>(o, lanesSum(f32x4.add(p3, q3)), 12);
+}
+
+// @ts-ignore: decorator
+@inline
+function lanesSum(v: v128): f32 {
+  return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) +
+    f32x4.extract_lane(v, 3);
 }
 
 /**
@@ -345,12 +423,67 @@ export function conv2dNarrow(
       const b = row / ho, oy = row - b * ho;
       for (let ox = 0; ox < wo; ox++) {
         const o = out + (<usize>(row * wo + ox) * <usize>co) * 4;
+        const x0 = ox * sw - pl;
+        if ((co & 15) == 0 && ox + 2 <= wo && x0 >= 0 && x0 + sw + (kw - 1) * dw < w) {
+          // Two pixels whose windows lie inside the image columns: each filter vector serves both.
+          for (let g = 0; g < co; g += 16) narrow16x2(x, b, h, w, ci, kh, kw, sh, sw, dh, dw, pt, oy, x0, f, co, g, o);
+          ox++;
+          continue;
+        }
         let g = 0;
         for (; g + 32 <= co; g += 32) narrow32(x, b, h, w, ci, kh, kw, sh, sw, dh, dw, pt, pl, oy, ox, f, co, g, o);
         for (; g < co; g += 4) narrow4(x, b, h, w, ci, kh, kw, sh, sw, dh, dw, pt, pl, oy, ox, f, co, g, o);
       }
     }
   }
+}
+
+/**
+ * conv2dNarrow's 16 output channels from g on, at two neighbouring pixels (windows from column x0 and
+ * x0 + sw, inside the image columns): four accumulators each, the filter loaded once for both. o is
+ * the first pixel's output; the second's follows it.
+ */
+// @ts-ignore: decorator
+@inline
+function narrow16x2(
+  x: usize, b: i32, h: i32, w: i32, ci: i32, kh: i32, kw: i32, sh: i32, sw: i32, dh: i32, dw: i32, pt: i32,
+  oy: i32, x0: i32, f: usize, co: i32, g: i32, o: usize,
+): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  const gap = <usize>(sw * ci) * 4; // bytes from the first window to the second
+  const y0 = oy * sh - pt;
+  const i1 = endTap(y0, dh, kh, h);
+  for (let i = firstTap(y0, dh); i < i1; i++) {
+    const rowAt = x + (<usize>(b * h + y0 + i * dh) * <usize>w) * <usize>ci * 4;
+    for (let j = 0; j < kw; j++) {
+      let s = rowAt + <usize>((x0 + j * dw) * ci) * 4;
+      let t = f + (<usize>((i * kw + j) * ci) * <usize>co + <usize>g) * 4;
+      for (let c = 0; c < ci; c++) {
+        const f0 = v128.load(t), f1 = v128.load(t, 16), f2 = v128.load(t, 32), f3 = v128.load(t, 48);
+        const xa = v128.load32_splat(s), xb = v128.load32_splat(s + gap);
+        a0 = f32x4.relaxed_madd(xa, f0, a0);
+        b0 = f32x4.relaxed_madd(xb, f0, b0);
+        a1 = f32x4.relaxed_madd(xa, f1, a1);
+        b1 = f32x4.relaxed_madd(xb, f1, b1);
+        a2 = f32x4.relaxed_madd(xa, f2, a2);
+        b2 = f32x4.relaxed_madd(xb, f2, b2);
+        a3 = f32x4.relaxed_madd(xa, f3, a3);
+        b3 = f32x4.relaxed_madd(xb, f3, b3);
+        s += 4;
+        t += <usize>co * 4;
+      }
+    }
+  }
+  const d = o + <usize>g * 4, e = d + <usize>co * 4;
+  v128.store(d, a0);
+  v128.store(d, a1, 16);
+  v128.store(d, a2, 32);
+  v128.store(d, a3, 48);
+  v128.store(e, b0);
+  v128.store(e, b1, 16);
+  v128.store(e, b2, 32);
+  v128.store(e, b3, 48);
 }
 
 /** conv2dNarrow's 32 output channels from g on, at one pixel: eight accumulators. */
@@ -362,13 +495,12 @@ function narrow32(
 ): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
-  for (let i = 0; i < kh; i++) {
-    const iy = oy * sh - pt + i * dh;
-    if (iy < 0 || iy >= h) continue;
-    for (let j = 0; j < kw; j++) {
-      const ix = ox * sw - pl + j * dw;
-      if (ix < 0 || ix >= w) continue;
-      let s = x + ((<usize>(b * h + iy) * <usize>w + <usize>ix) * <usize>ci) * 4;
+  const y0 = oy * sh - pt, x0 = ox * sw - pl;
+  const i1 = endTap(y0, dh, kh, h), j0 = firstTap(x0, dw), j1 = endTap(x0, dw, kw, w);
+  for (let i = firstTap(y0, dh); i < i1; i++) {
+    const rowAt = x + (<usize>(b * h + y0 + i * dh) * <usize>w) * <usize>ci * 4;
+    for (let j = j0; j < j1; j++) {
+      let s = rowAt + <usize>((x0 + j * dw) * ci) * 4;
       let t = f + (<usize>((i * kw + j) * ci) * <usize>co + <usize>g) * 4;
       for (let c = 0; c < ci; c++) {
         const xs = v128.load32_splat(s);
@@ -404,13 +536,12 @@ function narrow4(
   pt: i32, pl: i32, oy: i32, ox: i32, f: usize, co: i32, g: i32, o: usize,
 ): void {
   let a0 = f32x4.splat(0);
-  for (let i = 0; i < kh; i++) {
-    const iy = oy * sh - pt + i * dh;
-    if (iy < 0 || iy >= h) continue;
-    for (let j = 0; j < kw; j++) {
-      const ix = ox * sw - pl + j * dw;
-      if (ix < 0 || ix >= w) continue;
-      let s = x + ((<usize>(b * h + iy) * <usize>w + <usize>ix) * <usize>ci) * 4;
+  const y0 = oy * sh - pt, x0 = ox * sw - pl;
+  const i1 = endTap(y0, dh, kh, h), j0 = firstTap(x0, dw), j1 = endTap(x0, dw, kw, w);
+  for (let i = firstTap(y0, dh); i < i1; i++) {
+    const rowAt = x + (<usize>(b * h + y0 + i * dh) * <usize>w) * <usize>ci * 4;
+    for (let j = j0; j < j1; j++) {
+      let s = rowAt + <usize>((x0 + j * dw) * ci) * 4;
       let t = f + (<usize>((i * kw + j) * ci) * <usize>co + <usize>g) * 4;
       for (let c = 0; c < ci; c++) {
         a0 = f32x4.relaxed_madd(v128.load32_splat(s), v128.load(t), a0);
