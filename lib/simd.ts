@@ -125,8 +125,8 @@ export class SimdKernels {
    * out (m x n, row-major, at `out`) = A (m x k) B (k x n), A and B in the heap with any strides
    * (transposes are strides).
    */
-  matmul(a: Strided, b: Strided, m: number, k: number, n: number, out: number): void {
-    const packed = this.pack(b, k, n);
+  matmul(a: Strided, b: Strided, m: number, k: number, n: number, out: number, bKey?: object): void {
+    const packed = this.pack(b, k, n, bKey);
     const [tiles, panels] = [Math.ceil(m / MR), Math.ceil(n / NR)];
     const byTiles = tiles >= panels ? 1 : 0;
     this.share("matmul", byTiles ? tiles : panels, (chunk, counter, scratch) => [
@@ -136,7 +136,7 @@ export class SimdKernels {
   }
 
   /** out [batch, outHeight, outWidth, outChannels] = the convolution of x (NHWC) with filter [kh, kw, ci, co]. */
-  conv2d(x: number, filter: number, g: ConvGeometry, out: number): void {
+  conv2d(x: number, filter: number, g: ConvGeometry, out: number, filterKey?: object): void {
     const k = g.filterHeight * g.filterWidth * g.inChannels;
     const rows = g.batch * g.outHeight;
     const geometry = [
@@ -156,7 +156,7 @@ export class SimdKernels {
       return;
     }
     const m = rows * g.outWidth;
-    const packed = this.pack({ offset: filter, rows: g.outChannels, cols: 1 }, k, g.outChannels);
+    const packed = this.pack({ offset: filter, rows: g.outChannels, cols: 1 }, k, g.outChannels, filterKey);
     const [tiles, panels] = [Math.ceil(m / MR), Math.ceil(g.outChannels / NR)];
     const byTiles = tiles >= panels ? 1 : 0;
     this.share("conv2d", byTiles ? tiles : panels, (chunk, counter, scratch) => [
@@ -213,6 +213,7 @@ export class SimdKernels {
 
   /** Stops the workers (the kernels then run on the calling thread only). */
   close(): void {
+    for (const p of [...this.packs]) this.forget(p);
     for (const c of this.controls.splice(0)) {
       Atomics.store(c.ints, FN, -1);
       Atomics.add(c.ints, SEQ, 1);
@@ -222,16 +223,63 @@ export class SimdKernels {
 
   /**
    * Lays out the scratch area for one product, [work counter | packed B | each thread's 6 k + 48
-   * floats], packs B (k x n) into it, and returns where.
+   * floats], and returns B (k x n) packed into panels. `key` is the tensor data B is (TF.js never
+   * changes a tensor's data): the second time the same data is packed the same way, the packing is
+   * kept, and later products reuse it (a PGD attack's weights); data seen once (a training step's
+   * weights, activations) is packed into the scratch area each time.
    */
-  private pack(b: Strided, k: number, n: number): number {
+  private pack(b: Strided, k: number, n: number, key?: object): number {
     const panels = Math.ceil(n / NR);
-    this.head = COUNTER_BYTES + align(panels * k * NR * 4, 64);
+    const bytes = panels * k * NR * 4;
+    const layout = `${b.offset} ${b.rows} ${b.cols} ${k} ${n}`;
+    const i = key ? this.packs.findIndex((p) => p.key === key && p.layout === layout) : -1;
+    if (i >= 0) {
+      const found = this.packs.splice(i, 1)[0];
+      this.packs.push(found); // most recently used last
+      this.layOut(0, k);
+      return found.at;
+    }
+    let keep = false;
+    if (key && bytes <= PACK_CACHE_BYTES / 4) {
+      const layouts = this.seen.get(key) ?? [];
+      keep = layouts.includes(layout);
+      if (!keep) this.seen.set(key, [...layouts, layout]);
+    }
+    let dst: number;
+    if (keep) {
+      while (this.packs.length > 0 && this.packedBytes + bytes > PACK_CACHE_BYTES) this.forget(this.packs[0]);
+      const allocated = this.heap._malloc(bytes + 64);
+      if (!allocated) throw new Error(`simd: could not allocate ${bytes} bytes for a packed operand`);
+      dst = align(allocated, 64);
+      this.packs.push({ key: key!, layout, allocated, at: dst, bytes });
+      this.packedBytes += bytes;
+      this.layOut(0, k);
+    } else {
+      this.layOut(bytes, k);
+      dst = this.scratch + COUNTER_BYTES;
+    }
+    const at = dst;
+    this.share("packB", panels, (chunk, counter) => [b.offset, k, n, b.rows, b.cols, at, chunk, counter]);
+    return dst;
+  }
+
+  /** Lays out the scratch area: the counter, `bytes` of packed B, each thread's gather of depth k. */
+  private layOut(bytes: number, k: number): void {
+    this.head = COUNTER_BYTES + align(bytes, 64);
     this.perThread = align((MR * k + MR * NR) * 4, 64);
     this.reserve(this.head + this.threads * this.perThread);
-    const dst = this.scratch + COUNTER_BYTES;
-    this.share("packB", panels, (chunk, counter) => [b.offset, k, n, b.rows, b.cols, dst, chunk, counter]);
-    return dst;
+  }
+
+  /** Kept packings (least recently used first), by the tensor data they came from and their layout. */
+  private readonly packs: { key: object; layout: string; allocated: number; at: number; bytes: number }[] = [];
+  private packedBytes = 0;
+  /** Packings seen once, by tensor data. */
+  private readonly seen = new WeakMap<object, string[]>();
+
+  private forget(p: { allocated: number; bytes: number }): void {
+    this.heap._free(p.allocated);
+    this.packedBytes -= p.bytes;
+    this.packs.splice(this.packs.indexOf(p as never), 1);
   }
 
   /**
@@ -292,6 +340,13 @@ export class SimdKernels {
     this.scratch = align(this.allocated, 64);
   }
 }
+
+/**
+ * Bytes of packed operands kept for reuse: a PGD attack multiplies by the same weights at every step
+ * (packing model A's 3136 x 1024 layer takes about a quarter of its product). Operands over a quarter of
+ * this are packed afresh each time.
+ */
+const PACK_CACHE_BYTES = 64 * 2 ** 20;
 
 /** Filter taps times input channels up to which conv2d computes each output directly (kernels.ts's conv2dNarrow). */
 const NARROW_DEPTH = 64;

@@ -423,23 +423,29 @@ function simdConv2dKernel(stock: tf.KernelFunc): tf.KernelFunc {
       "channelsLast",
     );
     const out = (backend as unknown as WasmHeap).makeOutput(info.outShape, "float32");
-    kernels.conv2d(offsetOf(backend, x), offsetOf(backend, filter), {
-      batch: info.batchSize,
-      height: info.inHeight,
-      width: info.inWidth,
-      inChannels: info.inChannels,
-      filterHeight: info.filterHeight,
-      filterWidth: info.filterWidth,
-      strideHeight: info.strideHeight,
-      strideWidth: info.strideWidth,
-      dilationHeight: info.dilationHeight,
-      dilationWidth: info.dilationWidth,
-      padTop: info.padInfo.top,
-      padLeft: info.padInfo.left,
-      outHeight: info.outHeight,
-      outWidth: info.outWidth,
-      outChannels: info.outChannels,
-    }, offsetOf(backend, out));
+    kernels.conv2d(
+      offsetOf(backend, x),
+      offsetOf(backend, filter),
+      {
+        batch: info.batchSize,
+        height: info.inHeight,
+        width: info.inWidth,
+        inChannels: info.inChannels,
+        filterHeight: info.filterHeight,
+        filterWidth: info.filterWidth,
+        strideHeight: info.strideHeight,
+        strideWidth: info.strideWidth,
+        dilationHeight: info.dilationHeight,
+        dilationWidth: info.dilationWidth,
+        padTop: info.padInfo.top,
+        padLeft: info.padInfo.left,
+        outHeight: info.outHeight,
+        outWidth: info.outWidth,
+        outChannels: info.outChannels,
+      },
+      offsetOf(backend, out),
+      filter.dataId,
+    );
     return out;
   };
 }
@@ -475,6 +481,7 @@ function simdMatMulKernel(fallback: tf.KernelFunc): tf.KernelFunc {
         k,
         n,
         offOut + i * m * n * 4,
+        batchB === 1 ? b.dataId : undefined,
       );
     }
     return out;

@@ -120,6 +120,20 @@ Deno.test("simd BatchMatMul matches cpu: transposes, batches, broadcast batch", 
   }
 });
 
+Deno.test("simd keeps a packed operand for the same tensor data only (PGD's repeated weights)", async () => {
+  const a = normal([20, 300]), g = normal([20, 70]);
+  for (let i = 0; i < 2; i++) {
+    // A fresh weight tensor each round, with other values: nothing may come from the last round's packing.
+    const w = normal([300, 70]);
+    for (let step = 0; step < 3; step++) { // the third step reuses what the second kept
+      const errs = await againstCpu(() => [tf.matMul(a, w), tf.matMul(g, w, false, true)]);
+      errs.forEach((err, j) => assert.ok(err <= 1e-5, `round ${i}, step ${step}, product ${j}: rel error ${err}`));
+    }
+    w.dispose();
+  }
+  tf.dispose([a, g]);
+});
+
 Deno.test("simd 2x2 max-pool gradient: same floats as the TypeScript loop, ties, NaN and -Infinity included", async () => {
   for (const [n, h, w, c] of [[2, 8, 10, 6], [1, 9, 7, 8], [3, 28, 28, 32], [1, 4, 4, 5]]) {
     // Rounded values make ties; NaN and -Infinity windows must send nothing, NaN never wins.

@@ -14,11 +14,14 @@
 
 const MR = 6;
 const NR = 8;
-// Panels per block: the block's packed B (K x 8 x NB floats) should stay in a 512 KiB L2.
+// Panels per block: where A's rows are read in place, the block's packed B (K x 8 x NB floats) should
+// stay in a 512 KiB L2; where they are gathered (convolution patches), each gather should serve many
+// panels, so blocks are larger (B from L3).
 const BLOCK_BYTES = 393216;
+const GATHERED_BLOCK_BYTES = 4194304;
 
-function panelsPerBlock(k: i32): i32 {
-  return max(1, BLOCK_BYTES / (k * NR * 4));
+function panelsPerBlock(k: i32, bytes: i32): i32 {
+  return max(1, bytes / (k * NR * 4));
 }
 
 // Short runs (a convolution tap's channels) are copied in registers: memory.copy and memory.fill
@@ -156,7 +159,7 @@ function matmulRange(
   t0: i32, t1: i32, p0: i32, p1: i32, scratch: usize,
 ): void {
   const tile = scratch + <usize>(MR * k) * 4;
-  const nb = panelsPerBlock(k);
+  const nb = panelsPerBlock(k, BLOCK_BYTES);
   for (let q0 = p0; q0 < p1; q0 += nb) {
     const q1 = min(p1, q0 + nb);
     for (let t = t0; t < t1; t++) {
@@ -201,7 +204,7 @@ function conv2dRange(
   const m = nb * ho * wo;
   const tile = scratch + <usize>(MR * k) * 4;
   const run = <usize>ci * 4;
-  const panels = panelsPerBlock(k);
+  const panels = panelsPerBlock(k, GATHERED_BLOCK_BYTES);
   for (let q0 = p0; q0 < p1; q0 += panels) {
     const q1 = min(p1, q0 + panels);
     for (let t = t0; t < t1; t++) {
