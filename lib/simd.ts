@@ -35,6 +35,7 @@ const FUNCTIONS = [
   "maxPoolGrad2x2",
   "adam",
   "momentum",
+  "sumRows",
 ] as const;
 type FunctionName = typeof FUNCTIONS[number];
 type Exports = Record<FunctionName, (...args: number[]) => void>;
@@ -211,6 +212,13 @@ export class SimdKernels {
     ]);
   }
 
+  /** out[c] = the sum over rows of x (rows x cols), on the calling thread. */
+  sumRows(x: number, rows: number, cols: number, out: number): void {
+    this.layOut(0, 0);
+    this.reserve(COUNTER_BYTES + cols * 4);
+    this.exports.sumRows(x, rows, cols, out, this.scratch + COUNTER_BYTES);
+  }
+
   /** Stops the workers (the kernels then run on the calling thread only). */
   close(): void {
     for (const p of [...this.packs]) this.forget(p);
@@ -261,6 +269,20 @@ export class SimdKernels {
     const at = dst;
     this.share("packB", panels, (chunk, counter) => [b.offset, k, n, b.rows, b.cols, at, chunk, counter]);
     return dst;
+  }
+
+  /**
+   * Whether B (k x n, the data of `key`) is kept packed, or will be from this product on because the
+   * same data was packed the same way before; notes this sight otherwise. A caller with another way to
+   * the product that needs no packing of B can take it when this says no.
+   */
+  reuses(b: Strided, k: number, n: number, key: object): boolean {
+    const layout = `${b.offset} ${b.rows} ${b.cols} ${k} ${n}`;
+    if (this.packs.some((p) => p.key === key && p.layout === layout)) return true;
+    const layouts = this.seen.get(key) ?? [];
+    if (layouts.includes(layout)) return true;
+    this.seen.set(key, [...layouts, layout]);
+    return false;
   }
 
   /** Lays out the scratch area: the counter, `bytes` of packed B, each thread's gather of depth k. */

@@ -120,10 +120,26 @@ Deno.test("simd BatchMatMul matches cpu: transposes, batches, broadcast batch", 
   }
 });
 
+Deno.test("simd sums over leading axes (bias gradients) match cpu; other sums unchanged", async () => {
+  for (const shape of [[50, 28, 28, 32], [3, 7, 5], [130, 9], [1, 1, 6], [2, 3, 4, 5, 7]]) {
+    const x = normal(shape);
+    const leading = shape.slice(0, -1).map((_, i) => i);
+    const errs = await againstCpu(() => [
+      tf.sum(x, leading),
+      tf.sum(x, leading, true),
+      tf.sum(x, -1),
+      tf.sum(x, 0),
+    ]);
+    errs.forEach((err, i) => assert.ok(err <= 1e-5, `${shape} sum ${i}: rel error ${err}`));
+    x.dispose();
+  }
+});
+
 Deno.test("simd keeps a packed operand for the same tensor data only (PGD's repeated weights)", async () => {
   const a = normal([20, 300]), g = normal([20, 70]);
   for (let i = 0; i < 2; i++) {
     // A fresh weight tensor each round, with other values: nothing may come from the last round's packing.
+    // g w^T is (w g^T)^T on first sight of w, then packs w and keeps it.
     const w = normal([300, 70]);
     for (let step = 0; step < 3; step++) { // the third step reuses what the second kept
       const errs = await againstCpu(() => [tf.matMul(a, w), tf.matMul(g, w, false, true)]);

@@ -703,3 +703,33 @@ export function momentum(
     }
   }
 }
+
+/**
+ * out[c] = the sum of x[r, c] over rows r < rows (x: rows x cols): a bias gradient, the sum of an
+ * activation gradient over batch and image positions. Each block of 64 rows is summed on its own
+ * and then added to the total, which keeps the rounding error of long sums down. part: cols floats.
+ * One thread.
+ */
+export function sumRows(x: usize, rows: i32, cols: i32, out: usize, part: usize): void {
+  const c4 = cols & ~3;
+  zero(out, cols);
+  for (let r0 = 0; r0 < rows; r0 += 64) {
+    const r1 = min(rows, r0 + 64);
+    zero(part, cols);
+    for (let r = r0; r < r1; r++) {
+      const s = x + <usize>r * <usize>cols * 4;
+      let c = 0;
+      for (; c < c4; c += 4) {
+        const o = <usize>c * 4;
+        v128.store(part + o, f32x4.add(v128.load(part + o), v128.load(s + o)));
+      }
+      for (; c < cols; c++) store<f32>(part + <usize>c * 4, load<f32>(part + <usize>c * 4) + load<f32>(s + <usize>c * 4));
+    }
+    let c = 0;
+    for (; c < c4; c += 4) {
+      const o = <usize>c * 4;
+      v128.store(out + o, f32x4.add(v128.load(out + o), v128.load(part + o)));
+    }
+    for (; c < cols; c++) store<f32>(out + <usize>c * 4, load<f32>(out + <usize>c * 4) + load<f32>(part + <usize>c * 4));
+  }
+}
