@@ -75,11 +75,12 @@ export async function useBackend(
     }
   }
   if (!info && (requested === "auto" || requested === "wasm")) {
-    const { registerWasmBackend, wasmThreads, wasmThreadsReason } = await import("./wasm.ts");
+    const { registerWasmBackend, wasmSimdSummary, wasmThreads, wasmThreadsReason } = await import("./wasm.ts");
     await registerWasmBackend();
     if (!await tf.setBackend("wasm")) throw new UserError("the wasm backend failed to start");
     const threads = wasmThreadsReason ? `1 thread: ${wasmThreadsReason}` : `${wasmThreads()} threads`;
-    info = { name: "wasm", requested, detail: `embedded WASM SIMD (XNNPACK, ${threads}) with our gradient kernels` };
+    const detail = `embedded WASM SIMD: ${wasmSimdSummary()}, XNNPACK for the rest (${threads})`;
+    info = { name: "wasm", requested, detail };
   }
   if (!info) {
     await tf.setBackend("cpu");

@@ -365,6 +365,17 @@ export function wasmSimdThreads(): number | undefined {
   return simd?.kernels?.threads;
 }
 
+/**
+ * Starts our SIMD kernels on the current (wasm) backend now rather than at its first product, and says
+ * in a few words what runs the products and convolutions: for a backend line.
+ */
+export function wasmSimdSummary(): string {
+  const kernels = simdOf(tf.backend());
+  return kernels
+    ? `our relaxed-SIMD products and convolutions on ${kernels.threads} threads`
+    : `XNNPACK products and convolutions (our SIMD kernels off: ${wasmSimdReason})`;
+}
+
 /** How many of our kernels' workers have loaded, and in how many calls one took part (for tests). */
 export function wasmSimdStats(): { readyWorkers: number; sharedCalls: number } | undefined {
   const k = simd?.kernels;

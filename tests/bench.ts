@@ -65,7 +65,7 @@ import { Adam, Momentum, type Optimizer } from "../lib/optim.ts";
 import { cifarResNet, decayedWeights, RESNET_SIMPLE } from "../lib/resnet.ts";
 import { compiledReason, dnnlReason, registerNativeBackend } from "../lib/native.ts";
 import { tf, tfl } from "../lib/tf.ts";
-import { registerWasmBackend, wasmThreads, wasmThreadsReason } from "../lib/wasm.ts";
+import { registerWasmBackend, wasmSimdSummary, wasmThreads, wasmThreadsReason } from "../lib/wasm.ts";
 import { registerWebgpuBackend, webgpuAdapterInfo } from "../lib/webgpu.ts";
 
 /** One benchmarked net: how to build it, its inputs, batches, attack and optimiser. */
@@ -303,7 +303,8 @@ async function useBench(backend: Backend, config: Config): Promise<void> {
   if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} failed to start`);
   await tf.ready();
   if (backend === "wasm") {
-    console.error(`wasm: ${wasmThreads()} threads${wasmThreadsReason ? ` (${wasmThreadsReason})` : ""}`);
+    const xnnpack = `${wasmThreads()} threads${wasmThreadsReason ? ` (${wasmThreadsReason})` : ""}`;
+    console.error(`wasm: ${wasmSimdSummary()}; XNNPACK on ${xnnpack}`);
   }
 }
 
