@@ -195,10 +195,10 @@ Deno.test("fused Adam and momentum updates on wasm give the composed updates' fl
       epsilon: eps,
     }) as tf.Tensor[];
   const values = (ts: tf.Tensor[]) => ts.map((t) => Array.from(t.dataSync()));
-  const [simd, typescript] = withAndWithout(fused);
+  const [simd, composedOnKernels] = withAndWithout(fused);
   const reference = values(composed());
   assert.deepEqual(simd, reference, "Adam on simd");
-  assert.deepEqual(typescript, reference, "Adam in TypeScript");
+  assert.deepEqual(composedOnKernels, reference, "Adam composed on the backend's kernels");
   for (const decay of [0, 5e-4]) {
     const composedMomentum = () =>
       tf.tidy(() => {
@@ -215,7 +215,7 @@ Deno.test("fused Adam and momentum updates on wasm give the composed updates' fl
     const [ours, theirs] = withAndWithout(fusedMomentum);
     const expected = values(composedMomentum());
     assert.deepEqual(ours, expected, `momentum on simd, decay ${decay}`);
-    assert.deepEqual(theirs, expected, `momentum in TypeScript, decay ${decay}`);
+    assert.deepEqual(theirs, expected, `momentum composed on the backend's kernels, decay ${decay}`);
   }
   tf.dispose([w, m, v, g]);
 });
