@@ -412,8 +412,9 @@ function lanesSum(v: v128): f32 {
 
 /**
  * A convolution with few inputs per output (KH KW CI small, CO a multiple of 4: a first layer) without
- * gathering: per output pixel and group of up to 32 channels, eight accumulators over the taps in the
- * image; f as [KH, KW, CI, CO]. Units: output rows (b, y).
+ * gathering: accumulators over the taps in the image for two neighbouring pixels and 16 channels at a
+ * time (CO a multiple of 16, windows inside the image columns), else for one pixel and 4 channels; f as
+ * [KH, KW, CI, CO]. Units: output rows (b, y).
  */
 export function conv2dNarrow(
   x: usize, nb: i32, h: i32, w: i32, ci: i32, kh: i32, kw: i32, sh: i32, sw: i32, dh: i32, dw: i32,
@@ -427,78 +428,37 @@ export function conv2dNarrow(
       for (let ox = 0; ox < wo; ox++) {
         const o = out + (<usize>(row * wo + ox) * <usize>co) * 4;
         const x0 = ox * sw - pl;
-        if ((co & 15) == 0 && ox + 2 <= wo && x0 >= 0 && x0 + sw + (kw - 1) * dw < w) {
-          // Two pixels whose windows lie inside the image columns: each filter vector serves both.
-          for (let g = 0; g < co; g += 16) narrow16x2(x, b, h, w, ci, kh, kw, sh, sw, dh, dw, pt, oy, x0, f, co, g, o);
-          ox++;
+        if ((co & 15) == 0) {
+          if (ox + 2 <= wo && x0 >= 0 && x0 + sw + (kw - 1) * dw < w) {
+            // Two pixels whose windows lie inside the image columns.
+            for (let g = 0; g < co; g += 16) narrow16(x, b, h, w, ci, kh, kw, sh, sw, dh, dw, pt, oy, x0, f, co, g, o, true);
+            ox++;
+          } else {
+            for (let g = 0; g < co; g += 16) narrow16(x, b, h, w, ci, kh, kw, sh, sw, dh, dw, pt, oy, x0, f, co, g, o, false);
+          }
           continue;
         }
-        let g = 0;
-        for (; g + 32 <= co; g += 32) narrow32(x, b, h, w, ci, kh, kw, sh, sw, dh, dw, pt, pl, oy, ox, f, co, g, o);
-        for (; g < co; g += 4) narrow4(x, b, h, w, ci, kh, kw, sh, sw, dh, dw, pt, pl, oy, ox, f, co, g, o);
+        for (let g = 0; g < co; g += 4) narrow4(x, b, h, w, ci, kh, kw, sh, sw, dh, dw, pt, pl, oy, ox, f, co, g, o);
       }
     }
   }
 }
 
 /**
- * conv2dNarrow's 16 output channels from g on, at two neighbouring pixels (windows from column x0 and
- * x0 + sw, inside the image columns): four accumulators each, the filter loaded once for both. o is
- * the first pixel's output; the second's follows it.
+ * conv2dNarrow's 16 output channels from g on, at the pixel whose window starts at column x0 (output at
+ * o) and, when `two`, at its right neighbour too (window at x0 + sw, output after o's), whose window
+ * must then lie inside the image columns: four accumulators a pixel, each filter vector loaded once.
  */
 // @ts-ignore: decorator
 @inline
-function narrow16x2(
+function narrow16(
   x: usize, b: i32, h: i32, w: i32, ci: i32, kh: i32, kw: i32, sh: i32, sw: i32, dh: i32, dw: i32, pt: i32,
-  oy: i32, x0: i32, f: usize, co: i32, g: i32, o: usize,
+  oy: i32, x0: i32, f: usize, co: i32, g: i32, o: usize, two: bool,
 ): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
   const gap = <usize>(sw * ci) * 4; // bytes from the first window to the second
   const y0 = oy * sh - pt;
-  const i1 = endTap(y0, dh, kh, h);
-  for (let i = firstTap(y0, dh); i < i1; i++) {
-    const rowAt = x + (<usize>(b * h + y0 + i * dh) * <usize>w) * <usize>ci * 4;
-    for (let j = 0; j < kw; j++) {
-      let s = rowAt + <usize>((x0 + j * dw) * ci) * 4;
-      let t = f + (<usize>((i * kw + j) * ci) * <usize>co + <usize>g) * 4;
-      for (let c = 0; c < ci; c++) {
-        const f0 = v128.load(t), f1 = v128.load(t, 16), f2 = v128.load(t, 32), f3 = v128.load(t, 48);
-        const xa = v128.load32_splat(s), xb = v128.load32_splat(s + gap);
-        a0 = f32x4.relaxed_madd(xa, f0, a0);
-        b0 = f32x4.relaxed_madd(xb, f0, b0);
-        a1 = f32x4.relaxed_madd(xa, f1, a1);
-        b1 = f32x4.relaxed_madd(xb, f1, b1);
-        a2 = f32x4.relaxed_madd(xa, f2, a2);
-        b2 = f32x4.relaxed_madd(xb, f2, b2);
-        a3 = f32x4.relaxed_madd(xa, f3, a3);
-        b3 = f32x4.relaxed_madd(xb, f3, b3);
-        s += 4;
-        t += <usize>co * 4;
-      }
-    }
-  }
-  const d = o + <usize>g * 4, e = d + <usize>co * 4;
-  v128.store(d, a0);
-  v128.store(d, a1, 16);
-  v128.store(d, a2, 32);
-  v128.store(d, a3, 48);
-  v128.store(e, b0);
-  v128.store(e, b1, 16);
-  v128.store(e, b2, 32);
-  v128.store(e, b3, 48);
-}
-
-/** conv2dNarrow's 32 output channels from g on, at one pixel: eight accumulators. */
-// @ts-ignore: decorator
-@inline
-function narrow32(
-  x: usize, b: i32, h: i32, w: i32, ci: i32, kh: i32, kw: i32, sh: i32, sw: i32, dh: i32, dw: i32,
-  pt: i32, pl: i32, oy: i32, ox: i32, f: usize, co: i32, g: i32, o: usize,
-): void {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
-  const y0 = oy * sh - pt, x0 = ox * sw - pl;
   const i1 = endTap(y0, dh, kh, h), j0 = firstTap(x0, dw), j1 = endTap(x0, dw, kw, w);
   for (let i = firstTap(y0, dh); i < i1; i++) {
     const rowAt = x + (<usize>(b * h + y0 + i * dh) * <usize>w) * <usize>ci * 4;
@@ -506,15 +466,19 @@ function narrow32(
       let s = rowAt + <usize>((x0 + j * dw) * ci) * 4;
       let t = f + (<usize>((i * kw + j) * ci) * <usize>co + <usize>g) * 4;
       for (let c = 0; c < ci; c++) {
-        const xs = v128.load32_splat(s);
-        a0 = f32x4.relaxed_madd(xs, v128.load(t), a0);
-        a1 = f32x4.relaxed_madd(xs, v128.load(t, 16), a1);
-        a2 = f32x4.relaxed_madd(xs, v128.load(t, 32), a2);
-        a3 = f32x4.relaxed_madd(xs, v128.load(t, 48), a3);
-        a4 = f32x4.relaxed_madd(xs, v128.load(t, 64), a4);
-        a5 = f32x4.relaxed_madd(xs, v128.load(t, 80), a5);
-        a6 = f32x4.relaxed_madd(xs, v128.load(t, 96), a6);
-        a7 = f32x4.relaxed_madd(xs, v128.load(t, 112), a7);
+        const f0 = v128.load(t), f1 = v128.load(t, 16), f2 = v128.load(t, 32), f3 = v128.load(t, 48);
+        const xa = v128.load32_splat(s);
+        a0 = f32x4.relaxed_madd(xa, f0, a0);
+        a1 = f32x4.relaxed_madd(xa, f1, a1);
+        a2 = f32x4.relaxed_madd(xa, f2, a2);
+        a3 = f32x4.relaxed_madd(xa, f3, a3);
+        if (two) {
+          const xb = v128.load32_splat(s + gap);
+          b0 = f32x4.relaxed_madd(xb, f0, b0);
+          b1 = f32x4.relaxed_madd(xb, f1, b1);
+          b2 = f32x4.relaxed_madd(xb, f2, b2);
+          b3 = f32x4.relaxed_madd(xb, f3, b3);
+        }
         s += 4;
         t += <usize>co * 4;
       }
@@ -525,10 +489,13 @@ function narrow32(
   v128.store(d, a1, 16);
   v128.store(d, a2, 32);
   v128.store(d, a3, 48);
-  v128.store(d, a4, 64);
-  v128.store(d, a5, 80);
-  v128.store(d, a6, 96);
-  v128.store(d, a7, 112);
+  if (two) {
+    const e = d + <usize>co * 4;
+    v128.store(e, b0);
+    v128.store(e, b1, 16);
+    v128.store(e, b2, 32);
+    v128.store(e, b3, 48);
+  }
 }
 
 /** conv2dNarrow's 4 output channels from g on, at one pixel. */
