@@ -12,6 +12,8 @@
 import assert from "node:assert/strict";
 import { relError } from "./assert.ts";
 import { tf } from "../lib/tf.ts";
+import { capacityShape, mnistNet } from "../lib/models.ts";
+import { Adam } from "../lib/optim.ts";
 import { compileKernels, moduleText } from "../lib/simd/build.ts";
 import { registerWasmBackend, useWasmSimd, wasmSimdReason, wasmSimdStats, wasmSimdThreads } from "../lib/wasm.ts";
 
@@ -218,6 +220,39 @@ Deno.test("fused Adam and momentum updates on wasm give the composed updates' fl
     assert.deepEqual(theirs, expected, `momentum composed on the backend's kernels, decay ${decay}`);
   }
   tf.dispose([w, m, v, g]);
+});
+
+Deno.test("five steps of lib/optim.ts's Adam on wasm (fused update, our convolutions and products) follow cpu's loss curve", async () => {
+  const curves: number[][] = [];
+  for (const backend of ["cpu", "wasm"]) {
+    await tf.setBackend(backend);
+    const model = mnistNet(capacityShape(2), 5); // model A's layers with few filters: the cpu reference stays fast
+    const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const optimizer = new Adam(vars, 1e-2);
+    const x = tf.randomUniform([6, 28, 28, 1], 0, 1, "float32", 21);
+    const y = tf.oneHot(tf.tensor1d([0, 4, 9, 2, 7, 1], "int32"), 10);
+    const losses: number[] = [];
+    for (let step = 0; step < 5; step++) {
+      tf.tidy(() => {
+        const { value, grads } = tf.variableGrads(
+          () => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar,
+          vars,
+        );
+        losses.push(value.dataSync()[0]);
+        optimizer.apply(vars.map((v) => grads[v.name]));
+      });
+    }
+    curves.push(losses);
+    optimizer.dispose();
+    model.dispose();
+    tf.dispose([x, y]);
+  }
+  await tf.setBackend("wasm");
+  const [cpu, wasm] = curves;
+  assert.ok(cpu[4] < cpu[0], `the loss should fall on cpu: ${cpu}`);
+  cpu.forEach((ref, i) =>
+    assert.ok(Math.abs(wasm[i] - ref) <= 1e-3 * Math.abs(ref), `step ${i}: wasm ${wasm[i]}, cpu ${ref}`)
+  );
 });
 
 Deno.test("lib/simd/kernels_wasm.ts is what lib/simd/kernels.ts compiles to (deno task build-simd)", async () => {
