@@ -222,6 +222,8 @@ export class SimdKernels {
   /** Stops the workers (the kernels then run on the calling thread only). */
   close(): void {
     for (const p of [...this.packs]) this.forget(p);
+    if (this.allocated) this.heap._free(this.allocated);
+    this.allocated = this.scratch = this.scratchBytes = 0;
     for (const c of this.controls.splice(0)) {
       Atomics.store(c.ints, FN, -1);
       Atomics.add(c.ints, SEQ, 1);
@@ -256,7 +258,7 @@ export class SimdKernels {
     let dst: number;
     if (keep) {
       while (this.packs.length > 0 && this.packedBytes + bytes > PACK_CACHE_BYTES) this.forget(this.packs[0]);
-      const allocated = this.heap._malloc(bytes + 64);
+      const allocated = this.heap._malloc(bytes + 64) >>> 0; // (a signed i32 past 2 GB)
       if (!allocated) throw new Error(`simd: could not allocate ${bytes} bytes for a packed operand`);
       dst = align(allocated, 64);
       this.packs.push({ key: key!, layout, allocated, at: dst, bytes });
@@ -277,6 +279,7 @@ export class SimdKernels {
    * the product that needs no packing of B can take it when this says no.
    */
   reuses(b: Strided, k: number, n: number, key: object): boolean {
+    if (Math.ceil(n / NR) * k * NR * 4 > PACK_CACHE_BYTES / 4) return false; // never kept
     const layout = `${b.offset} ${b.rows} ${b.cols} ${k} ${n}`;
     if (this.packs.some((p) => p.key === key && p.layout === layout)) return true;
     const layouts = this.seen.get(key) ?? [];
@@ -334,14 +337,26 @@ export class SimdKernels {
       called.push([c.ints, seq]);
     }
     if (called.length > 0) this.sharedCalls++;
-    this.exports[fn](...argsOf(0));
+    let failed: unknown;
+    try {
+      this.exports[fn](...argsOf(0));
+    } catch (err) {
+      failed = err;
+    }
+    // Every called worker finishes (or fails) before the scratch and the outputs are touched again.
     for (const [c, seq] of called) {
       let spins = 0;
-      while (Atomics.load(c, DONE) !== seq) {
-        if (Atomics.load(c, STATE) === -1) throw new Error(`a simd worker failed in ${fn}`);
-        if (++spins > 1000) Atomics.wait(c, DONE, Atomics.load(c, DONE), 1000);
+      for (;;) {
+        const done = Atomics.load(c, DONE);
+        if (done === seq) break;
+        if (Atomics.load(c, STATE) === -1) {
+          failed ??= new Error(`a simd worker failed in ${fn}`);
+          break;
+        }
+        if (++spins > 1000) Atomics.wait(c, DONE, done, 1000);
       }
     }
+    if (failed) throw failed;
   }
 
   /**
@@ -357,7 +372,7 @@ export class SimdKernels {
     if (bytes <= this.scratchBytes) return;
     if (this.allocated) this.heap._free(this.allocated);
     this.scratchBytes = Math.max(bytes, Math.ceil(this.scratchBytes * 1.5));
-    this.allocated = this.heap._malloc(this.scratchBytes + 64);
+    this.allocated = this.heap._malloc(this.scratchBytes + 64) >>> 0; // (a signed i32 past 2 GB)
     if (!this.allocated) throw new Error(`simd: could not allocate ${this.scratchBytes} bytes of scratch`);
     this.scratch = align(this.allocated, 64);
   }

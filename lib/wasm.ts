@@ -426,7 +426,8 @@ function simdConv2dKernel(stock: tf.KernelFunc): tf.KernelFunc {
     const attrs = args.attrs as unknown as ConvGradAttrs & { dilations: [number, number] | number };
     const kernels = simdOf(backend);
     const empty = x.shape.includes(0) || filter.shape.includes(0);
-    if (!kernels || attrs.dataFormat === "NCHW" || x.dtype !== "float32" || empty) return stock(args);
+    const floats = x.dtype === "float32" && filter.dtype === "float32";
+    if (!kernels || attrs.dataFormat === "NCHW" || !floats || empty) return stock(args);
     const info = tf.backend_util.computeConv2DInfo(
       x.shape as [number, number, number, number],
       filter.shape as [number, number, number, number],
@@ -498,16 +499,17 @@ function simdMatMulKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     const [outerA, outerB] = [a.shape.slice(0, -2), b.shape.slice(0, -2)];
     const [batchA, batchB] = [size(outerA), size(outerB)];
     const sameOuter = outerA.length === outerB.length && outerA.every((d, i) => d === outerB[i]);
-    if (
-      !kernels || a.dtype !== "float32" || b.dtype !== "float32" || size(a.shape) === 0 || size(b.shape) === 0 ||
-      (!sameOuter && batchA !== 1 && batchB !== 1)
-    ) {
-      return fallback(args);
-    }
     const [ra, ca] = a.shape.slice(-2), [rb, cb] = b.shape.slice(-2);
     const [m, k] = transposeA ? [ca, ra] : [ra, ca];
     const n = transposeB ? rb : cb;
-    const outer = batchA >= batchB ? outerA : outerB;
+    if (
+      !kernels || a.dtype !== "float32" || b.dtype !== "float32" || size(a.shape) === 0 || size(b.shape) === 0 ||
+      (!sameOuter && batchA !== 1 && batchB !== 1) || k !== (transposeB ? cb : rb)
+    ) {
+      return fallback(args); // (which also says what is wrong with mismatched shapes)
+    }
+    // The batch dimensions broadcast, as the stock kernel's do: [2, 3] x [1, 3, 4] is [1, 2, 4].
+    const outer = tf.backend_util.assertAndGetBroadcastShape(outerA, outerB);
     const heap = backend as unknown as WasmHeap;
     const bStrides = { offset: offsetOf(backend, b), rows: transposeB ? 1 : n, cols: transposeB ? k : 1 };
     if (
@@ -950,7 +952,7 @@ function maxPoolGrad(args: {
   const twoByTwo = fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && 2 * ho <= h &&
     2 * wo <= w;
   const kernels = simdOf(args.backend);
-  if (twoByTwo && kernels && input.dtype === "float32" && dy.dtype === "float32" && batchSize * h * w * c > 0) {
+  if (twoByTwo && kernels && input.dtype === "float32" && dy.dtype === "float32" && batchSize * ho * wo * c > 0) {
     const at = (t: Info) => offsetOf(args.backend, t);
     kernels.maxPoolGrad2x2(at(input), at(dy), at(out), batchSize, h, w, c, ho, wo);
     return out;

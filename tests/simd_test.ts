@@ -122,6 +122,37 @@ Deno.test("simd BatchMatMul matches cpu: transposes, batches, broadcast batch", 
   }
 });
 
+Deno.test("simd BatchMatMul: batch dimensions broadcast as the stock kernel's; mismatched shapes still throw", () => {
+  const shapes = () =>
+    tf.tidy(() => [
+      tf.matMul(normal([2, 3]), normal([1, 3, 4])).shape,
+      tf.matMul(normal([1, 1, 2, 3]), normal([5, 3, 4])).shape,
+      tf.matMul(normal([2, 3]), normal([1, 16, 3]), false, true).shape, // the (b a^T)^T path
+    ]);
+  useWasmSimd(false);
+  const stock = shapes();
+  useWasmSimd(true);
+  const ours = shapes();
+  assert.deepEqual(ours, [[1, 2, 4], [1, 5, 2, 4], [1, 2, 16]]);
+  assert.deepEqual(ours, stock);
+  assert.throws(() => tf.tidy(() => tf.matMul(tf.ones([2, 10]), tf.ones([4, 5]))), /inner shapes \(10\) and \(4\)/);
+});
+
+Deno.test("simd max-pool gradient of an empty pooled output is all zeros", () => {
+  for (let round = 0; round < 3; round++) {
+    tf.fill([1, 1, 6, 4], 7.5).dispose(); // leaves non-zero values where the next output may be allocated
+    const x = normal([1, 1, 6, 4]);
+    const dy = tf.zeros([1, 0, 3, 4]);
+    const dx = tf.engine().runKernel("MaxPoolGrad", { dy, input: x, output: dy }, {
+      filterSize: 2,
+      strides: 2,
+      pad: "valid",
+    }) as tf.Tensor;
+    assert.deepEqual(Array.from(dx.dataSync()), new Array(24).fill(0));
+    tf.dispose([x, dy, dx]);
+  }
+});
+
 Deno.test("simd sums over leading axes (bias gradients) match cpu; other sums unchanged", async () => {
   for (const shape of [[50, 28, 28, 32], [3, 7, 5], [130, 9], [1, 1, 6], [2, 3, 4, 5, 7]]) {
     const x = normal(shape);
