@@ -4,13 +4,14 @@
  * The kernels (lib/simd/kernels.ts, AssemblyScript, built by `deno task build-simd`) use relaxed SIMD's
  * fused multiply-add, which XNNPACK's build in TF.js 4.22 does not, and run on the backend's own heap:
  * the module imports the backend's shared `WebAssembly.Memory`, so tensors are read and written in
- * place. Each call is split into ranges of row tiles (or of column panels, whichever has more), one per
- * thread: the calling thread takes the first, and `worker_threads` workers, one per further core, each
- * running the same module on the same memory, take the rest. A worker blocks in `Atomics.wait` until
- * called; the caller blocks until all are done, so every call is synchronous, as TF.js kernels are.
+ * place. The calling thread and `worker_threads` workers, one per further core, each running the same
+ * module on the same memory, share each call: every thread takes the next chunk of row tiles (or column
+ * panels, or blocks of values) from a counter in shared memory until none are left, so that a core slowed
+ * by other work does not hold the call up. A worker blocks in `Atomics.wait` until called; the caller
+ * blocks until all are done, so every call is synchronous, as TF.js kernels are.
  *
- * {@linkcode startSimd} returns the kernels, or why they cannot run here (no relaxed SIMD, no shared
- * memory); the wasm backend then keeps its XNNPACK compositions (lib/wasm.ts).
+ * {@linkcode SimdKernels.start} returns the kernels, or why they cannot run here (no relaxed SIMD, no
+ * shared memory); the wasm backend then keeps XNNPACK and its compositions (lib/wasm.ts).
  *
  * @module
  */

@@ -5,10 +5,13 @@
  * kernels: `Conv2DBackpropFilter` is not registered (training fails),
  * `Conv2DBackpropInput` is a naive loop, and `BatchMatMul` with a transposed
  * operand falls back to a naive loop. {@linkcode registerWasmBackend} replaces
- * those three kernels with compositions of the backend's own fast kernels:
- * every gradient becomes an XNNPACK convolution or fully connected product on
- * transposed, flipped or zero-interleaved operands. Registering does not
- * change the current backend.
+ * those three kernels with compositions of fast ones: every gradient becomes a
+ * convolution or product on transposed, flipped or zero-interleaved operands.
+ * It also starts the threaded SIMD build on every core, and puts convolutions,
+ * products, the 2×2 max-pool gradient, leading-axis sums and the optimisers'
+ * updates on our own relaxed-SIMD kernels (lib/simd.ts) where they can run,
+ * XNNPACK's and TF.js's where not. Registering does not change the current
+ * backend.
  *
  * ```ts
  * import { tf } from "./tf.ts";
