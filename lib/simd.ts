@@ -146,7 +146,7 @@ export class SimdKernels {
       ...[g.strideHeight, g.strideWidth, g.dilationHeight, g.dilationWidth, g.padTop, g.padLeft],
       ...[g.outHeight, g.outWidth],
     ];
-    this.reserve(0);
+    this.layOut(0, 0);
     if (g.outChannels === 1) {
       // One output channel: a dot product per pixel, no packing.
       this.share("conv2dOneOut", rows, (chunk, counter) => [...geometry, filter, out, chunk, counter]);
@@ -179,7 +179,7 @@ export class SimdKernels {
     ho: number,
     wo: number,
   ) {
-    this.reserve(0);
+    this.layOut(0, 0);
     this.share("maxPoolGrad2x2", n * ho, (chunk, counter) => [x, dy, dx, n, h, w, c, ho, wo, chunk, counter]);
   }
 
@@ -192,7 +192,7 @@ export class SimdKernels {
     beta2: number,
     epsilon: number,
   ): void {
-    this.reserve(0);
+    this.layOut(0, 0);
     this.share("adam", Math.ceil(n / BLOCK), (chunk, counter) => [
       ...[at.w, at.m, at.v, at.g, at.w2, at.m2, at.v2, n],
       ...[step, beta1, 1 - beta1, beta2, 1 - beta2, epsilon, chunk, counter],
@@ -207,7 +207,7 @@ export class SimdKernels {
     momentum: number,
     decay: number,
   ): void {
-    this.reserve(0);
+    this.layOut(0, 0);
     this.share("momentum", Math.ceil(n / BLOCK), (chunk, counter) => [
       ...[at.w, at.v, at.g, at.w2, at.v2, n, lr, momentum, decay, chunk, counter],
     ]);
@@ -215,8 +215,7 @@ export class SimdKernels {
 
   /** out[c] = the sum over rows of x (rows x cols), on the calling thread. */
   sumRows(x: number, rows: number, cols: number, out: number): void {
-    this.layOut(0, 0);
-    this.reserve(COUNTER_BYTES + cols * 4);
+    this.layOut(cols * 4, 0);
     this.exports.sumRows(x, rows, cols, out, this.scratch + COUNTER_BYTES);
   }
 
@@ -241,8 +240,8 @@ export class SimdKernels {
    */
   private pack(b: Strided, k: number, n: number, key?: object): number {
     const panels = Math.ceil(n / NR);
-    const bytes = panels * k * NR * 4;
-    const layout = `${b.offset} ${b.rows} ${b.cols} ${k} ${n}`;
+    const bytes = packedBytes(k, n);
+    const layout = layoutOf(b, k, n);
     const i = key ? this.packs.findIndex((p) => p.key === key && p.layout === layout) : -1;
     if (i >= 0) {
       const found = this.packs.splice(i, 1)[0];
@@ -250,20 +249,15 @@ export class SimdKernels {
       this.layOut(0, k);
       return found.at;
     }
-    let keep = false;
-    if (key && bytes <= PACK_CACHE_BYTES / 4) {
-      const layouts = this.seen.get(key) ?? [];
-      keep = layouts.includes(layout);
-      if (!keep) this.seen.set(key, [...layouts, layout]);
-    }
+    const keep = key !== undefined && bytes <= PACK_CACHE_BYTES / 4 && this.seenBefore(key, layout);
     let dst: number;
     if (keep) {
-      while (this.packs.length > 0 && this.packedBytes + bytes > PACK_CACHE_BYTES) this.forget(this.packs[0]);
+      while (this.packs.length > 0 && this.keptBytes + bytes > PACK_CACHE_BYTES) this.forget(this.packs[0]);
       const allocated = this.heap._malloc(bytes + 64) >>> 0; // (a signed i32 past 2 GB)
       if (!allocated) throw new Error(`simd: could not allocate ${bytes} bytes for a packed operand`);
       dst = align(allocated, 64);
       this.packs.push({ key: key!, layout, allocated, at: dst, bytes });
-      this.packedBytes += bytes;
+      this.keptBytes += bytes;
       this.layOut(0, k);
     } else {
       this.layOut(bytes, k);
@@ -280,16 +274,23 @@ export class SimdKernels {
    * the product that needs no packing of B can take it when this says no.
    */
   reuses(b: Strided, k: number, n: number, key: object): boolean {
-    if (Math.ceil(n / NR) * k * NR * 4 > PACK_CACHE_BYTES / 4) return false; // never kept
-    const layout = `${b.offset} ${b.rows} ${b.cols} ${k} ${n}`;
-    if (this.packs.some((p) => p.key === key && p.layout === layout)) return true;
+    if (packedBytes(k, n) > PACK_CACHE_BYTES / 4) return false; // never kept
+    const layout = layoutOf(b, k, n);
+    return this.packs.some((p) => p.key === key && p.layout === layout) || this.seenBefore(key, layout);
+  }
+
+  /** Whether `key`'s data was packed in this layout before; notes this sight where not. */
+  private seenBefore(key: object, layout: string): boolean {
     const layouts = this.seen.get(key) ?? [];
     if (layouts.includes(layout)) return true;
     this.seen.set(key, [...layouts, layout]);
     return false;
   }
 
-  /** Lays out the scratch area: the counter, `bytes` of packed B, each thread's gather of depth k. */
+  /**
+   * Lays out the scratch area: the counter, `bytes` of the call's own (packed B, sumRows' partial sums),
+   * then each thread's gather of depth k (and its 6 x 8 tile).
+   */
   private layOut(bytes: number, k: number): void {
     this.head = COUNTER_BYTES + align(bytes, 64);
     this.perThread = align((MR * k + MR * NR) * 4, 64);
@@ -298,13 +299,13 @@ export class SimdKernels {
 
   /** Kept packings (least recently used first), by the tensor data they came from and their layout. */
   private readonly packs: { key: object; layout: string; allocated: number; at: number; bytes: number }[] = [];
-  private packedBytes = 0;
+  private keptBytes = 0;
   /** Packings seen once, by tensor data. */
   private readonly seen = new WeakMap<object, string[]>();
 
   private forget(p: { allocated: number; bytes: number }): void {
     this.heap._free(p.allocated);
-    this.packedBytes -= p.bytes;
+    this.keptBytes -= p.bytes;
     this.packs.splice(this.packs.indexOf(p as never), 1);
   }
 
@@ -360,16 +361,8 @@ export class SimdKernels {
     if (failed) throw failed;
   }
 
-  /**
-   * Makes the scratch area at least `bytes` long (keeping nothing of it); 0 lays it out for kernels
-   * that need only the work counter.
-   */
+  /** Makes the scratch area at least `bytes` long (keeping nothing of it). */
   private reserve(bytes: number): void {
-    if (bytes === 0) {
-      this.head = COUNTER_BYTES;
-      this.perThread = 0;
-      bytes = COUNTER_BYTES;
-    }
     if (bytes <= this.scratchBytes) return;
     if (this.allocated) this.heap._free(this.allocated);
     this.scratchBytes = Math.max(bytes, Math.ceil(this.scratchBytes * 1.5));
@@ -388,6 +381,16 @@ const PACK_CACHE_BYTES = 64 * 2 ** 20;
 
 /** Filter taps times input channels up to which conv2d computes each output directly (kernels.ts's conv2dNarrow). */
 const NARROW_DEPTH = 64;
+
+/** Bytes of B (k x n) packed into 8-column panels. */
+function packedBytes(k: number, n: number): number {
+  return Math.ceil(n / NR) * k * NR * 4;
+}
+
+/** What makes two packings of the same tensor data the same: where B starts, its strides, its size. */
+function layoutOf(b: Strided, k: number, n: number): string {
+  return `${b.offset} ${b.rows} ${b.cols} ${k} ${n}`;
+}
 
 function align(n: number, to: number): number {
   return Math.ceil(n / to) * to;
