@@ -75,12 +75,10 @@ export async function useBackend(
     }
   }
   if (!info && (requested === "auto" || requested === "wasm")) {
-    const { registerWasmBackend, wasmSimdSummary, wasmThreads, wasmThreadsReason } = await import("./wasm.ts");
+    const { registerWasmBackend, wasmBackendDetail } = await import("./wasm.ts");
     await registerWasmBackend();
     if (!await tf.setBackend("wasm")) throw new UserError("the wasm backend failed to start");
-    const threads = wasmThreadsReason ? `1 thread: ${wasmThreadsReason}` : `${wasmThreads()} threads`;
-    const detail = `embedded WASM SIMD: ${wasmSimdSummary()}, XNNPACK for the rest (${threads})`;
-    info = { name: "wasm", requested, detail };
+    info = { name: "wasm", requested, detail: `embedded WASM SIMD: ${wasmBackendDetail()}` };
   }
   if (!info) {
     await tf.setBackend("cpu");

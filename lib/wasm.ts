@@ -370,13 +370,15 @@ export function wasmSimdThreads(): number | undefined {
 
 /**
  * Starts our SIMD kernels on the current (wasm) backend now rather than at its first product, and says
- * in a few words what runs the products and convolutions: for a backend line.
+ * in a few words what runs the ops on how many threads: for the backend line.
  */
-export function wasmSimdSummary(): string {
+export function wasmBackendDetail(): string {
   const kernels = simdOf(tf.backend());
-  return kernels
+  const ours = kernels
     ? `our relaxed-SIMD products and convolutions on ${kernels.threads} threads`
     : `XNNPACK products and convolutions (our SIMD kernels off: ${wasmSimdReason})`;
+  const xnnpack = wasmThreadsReason ? `1 thread: ${wasmThreadsReason}` : `${wasmThreads()} threads`;
+  return `${ours}, XNNPACK for the rest (${xnnpack})`;
 }
 
 /** How many of our kernels' workers have loaded, and in how many calls one took part (for tests). */
@@ -514,6 +516,7 @@ function simdMatMulKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     // The batch dimensions broadcast, as the stock kernel's do: [2, 3] x [1, 3, 4] is [1, 2, 4].
     const outer = tf.backend_util.assertAndGetBroadcastShape(outerA, outerB);
     const heap = backend as unknown as WasmHeap;
+    const aStrides = { offset: offsetOf(backend, a), rows: transposeA ? 1 : k, cols: transposeA ? m : 1 };
     const bStrides = { offset: offsetOf(backend, b), rows: transposeB ? 1 : n, cols: transposeB ? k : 1 };
     if (
       transposeB && !transposeA && batchA === 1 && batchB === 1 && n >= 4 * m &&
@@ -523,8 +526,8 @@ function simdMatMulKernel(fallback: tf.KernelFunc): tf.KernelFunc {
       // (b a^T)^T reads b's rows in place, where a b^T would pack all of b first.
       const outT = heap.makeOutput([n, m], "float32");
       kernels.matmul(
-        { offset: offsetOf(backend, b), rows: k, cols: 1 },
-        { offset: offsetOf(backend, a), rows: 1, cols: k },
+        { offset: bStrides.offset, rows: k, cols: 1 },
+        { offset: aStrides.offset, rows: 1, cols: k },
         n,
         k,
         m,
@@ -536,11 +539,11 @@ function simdMatMulKernel(fallback: tf.KernelFunc): tf.KernelFunc {
       return out;
     }
     const out = heap.makeOutput([...outer, m, n], "float32");
-    const [offA, offB, offOut] = [offsetOf(backend, a), offsetOf(backend, b), offsetOf(backend, out)];
+    const offOut = offsetOf(backend, out);
     for (let i = 0; i < Math.max(batchA, batchB); i++) {
       kernels.matmul(
-        { offset: offA + (batchA === 1 ? 0 : i * m * k * 4), rows: transposeA ? 1 : k, cols: transposeA ? m : 1 },
-        { offset: offB + (batchB === 1 ? 0 : i * k * n * 4), rows: transposeB ? 1 : n, cols: transposeB ? k : 1 },
+        { ...aStrides, offset: aStrides.offset + (batchA === 1 ? 0 : i * m * k * 4) },
+        { ...bStrides, offset: bStrides.offset + (batchB === 1 ? 0 : i * k * n * 4) },
         m,
         k,
         n,

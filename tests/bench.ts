@@ -65,7 +65,7 @@ import { Adam, Momentum, type Optimizer } from "../lib/optim.ts";
 import { cifarResNet, decayedWeights, RESNET_SIMPLE } from "../lib/resnet.ts";
 import { compiledReason, dnnlReason, registerNativeBackend } from "../lib/native.ts";
 import { tf, tfl } from "../lib/tf.ts";
-import { registerWasmBackend, wasmSimdSummary, wasmThreads, wasmThreadsReason } from "../lib/wasm.ts";
+import { registerWasmBackend, wasmBackendDetail } from "../lib/wasm.ts";
 import { registerWebgpuBackend, webgpuAdapterInfo } from "../lib/webgpu.ts";
 
 /** One benchmarked net: how to build it, its inputs, batches, attack and optimiser. */
@@ -302,10 +302,7 @@ async function useBench(backend: Backend, config: Config): Promise<void> {
   }
   if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} failed to start`);
   await tf.ready();
-  if (backend === "wasm") {
-    const xnnpack = `${wasmThreads()} threads${wasmThreadsReason ? ` (${wasmThreadsReason})` : ""}`;
-    console.error(`wasm: ${wasmSimdSummary()}; XNNPACK on ${xnnpack}`);
-  }
+  if (backend === "wasm") console.error(`wasm: ${wasmBackendDetail()}`);
 }
 
 async function measure(backend: Backend, spec: BenchModel, config: Config): Promise<BenchResult> {
