@@ -5,6 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { tf } from "../lib/tf.ts";
 
 export { assert };
 /** Deep strict equality. */
@@ -66,4 +67,30 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
     diff = Math.max(diff, Math.abs(a[i] - b[i]));
   }
   return scale === 0 ? diff : diff / scale;
+}
+
+/**
+ * Runs `f` on the `tested` backend and on the `reference` one (tidied), asserts that the outputs have
+ * the same shapes, and returns the relative error ({@linkcode relError}) of each; `tested` is current
+ * again afterwards.
+ */
+export async function errorsAgainst(
+  tested: string,
+  reference: string,
+  f: () => tf.Tensor | tf.Tensor[],
+): Promise<number[]> {
+  const results: { shape: number[]; data: Float32Array }[][] = [];
+  for (const backend of [tested, reference]) {
+    await tf.setBackend(backend);
+    const outs = tf.tidy(() => [f()].flat());
+    results.push(outs.map((t) => ({ shape: t.shape, data: t.dataSync() as Float32Array })));
+    tf.dispose(outs);
+  }
+  await tf.setBackend(tested);
+  const [got, ref] = results;
+  assert.equal(got.length, ref.length, "number of outputs");
+  return got.map((g, i) => {
+    assert.deepEqual(g.shape, ref[i].shape);
+    return relError(g.data, ref[i].data);
+  });
 }

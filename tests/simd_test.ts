@@ -10,7 +10,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { relError } from "./assert.ts";
+import { errorsAgainst } from "./assert.ts";
 import { tf } from "../lib/tf.ts";
 import { capacityShape, mnistNet } from "../lib/models.ts";
 import { Adam } from "../lib/optim.ts";
@@ -26,17 +26,7 @@ for (let i = 0; i < 100 && (wasmSimdStats()?.readyWorkers ?? 0) < (wasmSimdThrea
 }
 
 /** Runs `f` on wasm and on cpu; returns the relative error of each output. */
-async function againstCpu(f: () => tf.Tensor | tf.Tensor[]): Promise<number[]> {
-  const results: Float32Array[][] = [];
-  for (const backend of ["wasm", "cpu"]) {
-    await tf.setBackend(backend);
-    const outs = tf.tidy(() => [f()].flat());
-    results.push(outs.map((t) => t.dataSync() as Float32Array));
-    tf.dispose(outs);
-  }
-  await tf.setBackend("wasm");
-  return results[0].map((w, i) => relError(w, results[1][i]));
-}
+const againstCpu = (f: () => tf.Tensor | tf.Tensor[]) => errorsAgainst("wasm", "cpu", f);
 
 /** Runs `f` on wasm with our kernels and without; returns both outputs' values. */
 function withAndWithout(f: () => tf.Tensor[]): [number[][], number[][]] {

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { relError } from "./assert.ts";
+import { errorsAgainst } from "./assert.ts";
 import assert from "node:assert/strict";
 import { tf } from "../lib/tf.ts";
 import { mnistNet, MODEL_A } from "../lib/models.ts";
@@ -41,23 +41,7 @@ Deno.test("wasm Identity shares its input's buffer; each tensor can still be dis
 });
 
 /** Runs `f` on wasm and on cpu; returns the relative error of each output. */
-async function compare(f: () => tf.Tensor | tf.Tensor[]): Promise<number[]> {
-  const results: { shape: number[]; data: Float32Array }[][] = [];
-  for (const backend of ["wasm", "cpu"]) {
-    await tf.setBackend(backend);
-    const outs = tf.tidy(() => [f()].flat());
-    results.push(
-      outs.map((t) => ({ shape: t.shape, data: t.dataSync() as Float32Array })),
-    );
-    tf.dispose(outs);
-  }
-  await tf.setBackend("wasm");
-  const [wasm, cpu] = results;
-  return wasm.map((w, i) => {
-    assert.deepEqual(w.shape, cpu[i].shape);
-    return relError(w.data, cpu[i].data);
-  });
-}
+const compare = (f: () => tf.Tensor | tf.Tensor[]) => errorsAgainst("wasm", "cpu", f);
 
 /** Runs `f` on wasm and asserts that neither tensors nor backend buffers leak. */
 function assertNoLeak(f: () => void): void {
