@@ -21,11 +21,11 @@
  *
  * @module
  */
-export { tf, tfl } from "./lib/tf.ts";
-export { type BackendInfo, type BackendName, BACKENDS, currentBackend, useBackend, versions } from "./lib/backend.ts";
-export { type Dataset, gather, imageSize, slice, take } from "./lib/data.ts";
-export { loadMnist, MNIST_DIR, parseIdxImages, parseIdxLabels } from "./lib/mnist.ts";
-export { CAPACITY_SCALES, capacityShape, logits, mnistNet, type MnistNetShape, MODEL_A } from "./lib/models.ts";
+export { tf, tfl } from "./lib/core/tf.ts";
+export { type BackendInfo, type BackendName, BACKENDS, currentBackend, useBackend, versions } from "./lib/backends/select.ts";
+export { type Dataset, gather, imageSize, slice, take } from "./lib/data/dataset.ts";
+export { loadMnist, MNIST_DIR, parseIdxImages, parseIdxLabels } from "./lib/data/mnist.ts";
+export { CAPACITY_SCALES, capacityShape, logits, mnistNet, type MnistNetShape, MODEL_A } from "./lib/nn/mnist_net.ts";
 export {
   checkEpsScale,
   CIFAR10_ARCHIVE,
@@ -36,7 +36,7 @@ export {
   findCifar10Dir,
   loadCifar10,
   parseCifarBatch,
-} from "./lib/cifar10.ts";
+} from "./lib/data/cifar10.ts";
 export {
   ChannelPad,
   cifarResNet,
@@ -45,9 +45,9 @@ export {
   RESNET_SIMPLE,
   RESNET_WIDE,
   type ResNetShape,
-} from "./lib/resnet.ts";
-export { augmentBatch } from "./lib/augment.ts";
-export { crossEntropy, cwLoss, isCorrect } from "./lib/losses.ts";
+} from "./lib/nn/resnet.ts";
+export { augmentBatch } from "./lib/data/augment.ts";
+export { crossEntropy, cwLoss, isCorrect } from "./lib/nn/losses.ts";
 export {
   fgsm,
   perturb,
@@ -57,8 +57,8 @@ export {
   pgdStep,
   signStep,
   validatePgdOptions,
-} from "./lib/pgd.ts";
-export { Adam, Momentum, type Optimizer } from "./lib/optim.ts";
+} from "./lib/attacks/pgd.ts";
+export { Adam, Momentum, type Optimizer } from "./lib/train/optim.ts";
 export {
   isResNet,
   isTrained,
@@ -71,11 +71,11 @@ export {
   type TrainOptions,
   trainStep,
   validateTrainConfig,
-} from "./lib/train.ts";
-export { type Accuracy, type EvalOptions, evaluate } from "./lib/eval.ts";
-export { loadCheckpoint, loadModel, saveCheckpoint, saveModel } from "./lib/checkpoint.ts";
-export { Rng } from "./lib/rng.ts";
-export { check, UserError } from "./lib/errors.ts";
+} from "./lib/train/train.ts";
+export { type Accuracy, type EvalOptions, evaluate } from "./lib/attacks/eval.ts";
+export { loadCheckpoint, loadModel, saveCheckpoint, saveModel } from "./lib/train/checkpoint.ts";
+export { Rng } from "./lib/core/rng.ts";
+export { check, UserError } from "./lib/core/errors.ts";
 export {
   type CommonFlags,
   ensureWritable,
@@ -83,7 +83,7 @@ export {
   kebab,
   parseExperimentArgs,
   runMain,
-} from "./lib/cli.ts";
-export { Progress } from "./lib/progress.ts";
-export { toPng, toSvg, type VegaLiteSpec, writeFigure, writeJsonAtomic } from "./lib/vega.ts";
-export { fmtNum, fmtPct, markdownTable } from "./lib/table.ts";
+} from "./lib/experiment/cli.ts";
+export { Progress } from "./lib/core/progress.ts";
+export { toPng, toSvg, type VegaLiteSpec, writeFigure, writeJsonAtomic } from "./lib/report/vega.ts";
+export { fmtNum, fmtPct, markdownTable } from "./lib/report/table.ts";

@@ -38,8 +38,8 @@ import {
   type VegaLiteSpec,
   versions,
 } from "../mod.ts";
-import { datasetFlag, type Drawing, experimentMain, redrawResults, writeResults } from "../lib/experiment.ts";
-import { UserError } from "../lib/errors.ts";
+import { datasetFlag, type Drawing, experimentMain, redrawResults, writeResults } from "../lib/experiment/harness.ts";
+import { UserError } from "../lib/core/errors.ts";
 
 /** Every hyperparameter of the experiment. */
 export interface Config {
@@ -138,7 +138,7 @@ export const DEFAULTS: Config = {
  * momentum SGD, batch 128, for a few epochs on one cycle of the learning rate
  * (up to 0.3 and back to 0, which gets much further than the paper's step
  * schedule compressed into the same steps) with weight decay 5e-4 (Wong et al.'s;
- * rate and decay chosen by the sweep in tests/sweep_torch.py); the adversarially
+ * rate and decay chosen by the sweep in bench/sweep_torch.py); the adversarially
  * trained one on FGSM from a random start with a step of 10 (the "fast adversarial
  * training" recipe, Wong et al. 2020), which reaches far more robustness than
  * 7-step PGD in the same CPU time. The `paper` preset keeps the paper's rate,

@@ -50,7 +50,7 @@ import {
   type Drawing,
   redrawResults,
   writeResults,
-} from "../lib/experiment.ts";
+} from "../lib/experiment/harness.ts";
 import * as figure1 from "./figure1.ts";
 
 /** Every hyperparameter of the experiment: the attack, the example, and Figure 1's training fields. */

@@ -49,7 +49,7 @@ import {
   type Drawing,
   redrawResults,
   writeResults,
-} from "../lib/experiment.ts";
+} from "../lib/experiment/harness.ts";
 import * as figure1 from "./figure1.ts";
 
 /** Every hyperparameter: Figure 1's training fields, and how the curves are drawn. */

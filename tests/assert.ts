@@ -5,7 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { tf } from "../lib/tf.ts";
+import { tf } from "../lib/core/tf.ts";
 
 export { assert };
 /** Deep strict equality. */

@@ -13,8 +13,8 @@ import {
   slice,
   tf,
 } from "../mod.ts";
-import { randomStart, robustAcrossRestarts } from "../lib/pgd.ts";
-import { Rng } from "../lib/rng.ts";
+import { randomStart, robustAcrossRestarts } from "../lib/attacks/pgd.ts";
+import { Rng } from "../lib/core/rng.ts";
 
 await tf.setBackend("cpu");
 const test = await loadMnist("test", { limit: 16 });

@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { loadBlas } from "../lib/blas.ts";
+import { loadBlas } from "../lib/backends/native/_blas.ts";
 
-const bench = fileURLToPath(new URL("./bench.ts", import.meta.url));
+const bench = fileURLToPath(new URL("../bench/bench.ts", import.meta.url));
 const config = fileURLToPath(new URL("../deno.json", import.meta.url));
 
 async function run(args: string[]) {

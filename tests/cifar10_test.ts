@@ -15,10 +15,10 @@ import {
   Md5,
   parseCifarBatch,
   readTar,
-} from "../lib/cifar10.ts";
-import { augmentBatch } from "../lib/augment.ts";
-import { UserError } from "../lib/errors.ts";
-import { Rng } from "../lib/rng.ts";
+} from "../lib/data/cifar10.ts";
+import { augmentBatch } from "../lib/data/augment.ts";
+import { UserError } from "../lib/core/errors.ts";
+import { Rng } from "../lib/core/rng.ts";
 
 const R = 3073;
 

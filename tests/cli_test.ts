@@ -103,6 +103,6 @@ Deno.test("CIFAR-10 schedules: the quick preset's one cycle peaks at 40%, the pa
   const paper = trainConfig({ ...CIFAR_DEFAULTS, ...CIFAR_PRESETS.paper }, "adversarial");
   assertEquals(paper.lrPoints, undefined);
   assertEquals([paper.lr, paper.lrBoundaries, paper.lrValues], [0.1, [40000, 60000], [0.01, 0.001]]);
-  // The paper's weight decay whatever the quick preset uses (5e-4, chosen by tests/sweep_torch.py).
+  // The paper's weight decay whatever the quick preset uses (5e-4, chosen by bench/sweep_torch.py).
   assertEquals([paper.weightDecay, quick.weightDecay], [2e-4, 5e-4]);
 });

@@ -28,8 +28,8 @@ import {
 } from "../experiments/figure2.ts";
 import * as figure1 from "../experiments/figure1.ts";
 import { redrawAll } from "../experiments/figures.ts";
-import { chooseDatasets } from "../lib/experiment.ts";
-import { configHash } from "../lib/hash.ts";
+import { chooseDatasets } from "../lib/experiment/harness.ts";
+import { configHash } from "../lib/core/hash.ts";
 import { cifarFixture, onFastBackend } from "./fixtures/cifar_data.ts";
 
 await tf.setBackend("cpu");

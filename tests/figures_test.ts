@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { fmtNum, fmtPct, markdownTable } from "../lib/table.ts";
-import { toPng, toSvg, type VegaLiteSpec, writeFigure, writeJsonAtomic } from "../lib/vega.ts";
+import { fmtNum, fmtPct, markdownTable } from "../lib/report/table.ts";
+import { toPng, toSvg, type VegaLiteSpec, writeFigure, writeJsonAtomic } from "../lib/report/vega.ts";
 
 /** A 2×2 faceted histogram like the paper's Figure 1, on tiny data. */
 function tinyHistogram(): VegaLiteSpec {

@@ -1,11 +1,11 @@
 /**
- * lib/layers.ts: Conv2D and Dense through the plain ops give TF.js's outputs and
+ * lib/nn/layers.ts: Conv2D and Dense through the plain ops give TF.js's outputs and
  * gradients, skip the weight gradients when only the input's is asked for, and
  * come back as themselves from a saved model.
  */
 import assert from "node:assert/strict";
-import { conv2d, dense, LeanConv2D, LeanDense } from "../lib/layers.ts";
-import { tf, tfl } from "../lib/tf.ts";
+import { conv2d, dense, LeanConv2D, LeanDense } from "../lib/nn/layers.ts";
+import { tf, tfl } from "../lib/core/tf.ts";
 import { relError } from "./assert.ts";
 
 await tf.setBackend("cpu");

@@ -11,8 +11,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { loadBlas } from "../lib/blas.ts";
-import { capacityShape, logits, mnistNet, MODEL_A } from "../lib/models.ts";
+import { loadBlas } from "../lib/backends/native/_blas.ts";
+import { capacityShape, logits, mnistNet, MODEL_A } from "../lib/nn/mnist_net.ts";
 import {
   compiledReason,
   dnnlCounts,
@@ -22,8 +22,8 @@ import {
   registerNativeBackend,
   useCompiledLoops,
   useDnnl,
-} from "../lib/native.ts";
-import { tf } from "../lib/tf.ts";
+} from "../lib/backends/native/mod.ts";
+import { tf } from "../lib/core/tf.ts";
 
 const blas = loadBlas();
 const ignore = !blas.ok;
@@ -560,7 +560,7 @@ Deno.test({
   ignore,
   fn: async () => {
     await setup();
-    const { batchNormActTrain } = await import("../lib/fused.ts");
+    const { batchNormActTrain } = await import("../lib/nn/fused.ts");
     await eachLoops(async (loops) => {
       // 60 rows: less than one block of the C loops; 567 rows: several blocks and a remainder, split across threads
       for (const shape of [[4, 5, 3, 6], [7, 9, 9, 5]]) {
@@ -575,7 +575,7 @@ Deno.test({
         });
       }
     });
-    const { batchNormActInfer } = await import("../lib/fused.ts");
+    const { batchNormActInfer } = await import("../lib/nn/fused.ts");
     await eachLoops(async (loops) => {
       for (const shape of [[4, 5, 3, 6], [7, 9, 9, 5]]) {
         await assertSame(`bn+leaky inference ${shape} and its gradients (${loops} loops)`, () => {
@@ -597,7 +597,7 @@ Deno.test({
   ignore,
   fn: async () => {
     await setup();
-    const { PerImageStandardization, STANDARDIZE } = await import("../lib/resnet.ts");
+    const { PerImageStandardization, STANDARDIZE } = await import("../lib/nn/resnet.ts");
     const layer = new PerImageStandardization();
     const f = (x: tf.Tensor) => layer.apply(x) as tf.Tensor;
     await tf.setBackend(NATIVE_BACKEND);
@@ -621,7 +621,7 @@ Deno.test({
   ignore,
   fn: async () => {
     await setup();
-    const { PGD_UPDATE, signStep } = await import("../lib/pgd.ts");
+    const { PGD_UPDATE, signStep } = await import("../lib/attacks/pgd.ts");
     assert.ok(tf.getKernel(PGD_UPDATE, NATIVE_BACKEND), "the native backend registers the PGD update kernel");
     await eachLoops(async (loops) => {
       for (
@@ -645,7 +645,7 @@ Deno.test({
   ignore,
   fn: async () => {
     await setup();
-    const { Adam } = await import("../lib/optim.ts");
+    const { Adam } = await import("../lib/train/optim.ts");
     await eachLoops(async (loops) => {
       const results: Float32Array[] = [];
       for (const backend of ["cpu", NATIVE_BACKEND]) {
@@ -672,7 +672,7 @@ Deno.test({
   ignore,
   fn: async () => {
     await setup();
-    const { Momentum } = await import("../lib/optim.ts");
+    const { Momentum } = await import("../lib/train/optim.ts");
     await eachLoops(async (loops) => {
       const results: Float32Array[][] = [];
       for (const backend of ["cpu", NATIVE_BACKEND]) {

@@ -4,7 +4,7 @@
  * save/load in the layers format, and which weights get weight decay.
  */
 import { assert, assertClose, assertEquals, assertThrows } from "./assert.ts";
-import { tf, tfl } from "../lib/tf.ts";
+import { tf, tfl } from "../lib/core/tf.ts";
 import {
   ChannelPad,
   cifarResNet,
@@ -13,10 +13,10 @@ import {
   RESNET_SIMPLE,
   RESNET_WIDE,
   type ResNetShape,
-} from "../lib/resnet.ts";
-import { loadModel, saveModel } from "../lib/checkpoint.ts";
-import { batchNormActInfer, batchNormActTrain } from "../lib/fused.ts";
-import { Rng } from "../lib/rng.ts";
+} from "../lib/nn/resnet.ts";
+import { loadModel, saveModel } from "../lib/train/checkpoint.ts";
+import { batchNormActInfer, batchNormActTrain } from "../lib/nn/fused.ts";
+import { Rng } from "../lib/core/rng.ts";
 
 await tf.setBackend("cpu");
 

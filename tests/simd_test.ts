@@ -1,5 +1,5 @@
 /**
- * Our relaxed-SIMD kernels for the wasm backend (lib/simd.ts, lib/simd/kernels.ts) against the `cpu`
+ * Our relaxed-SIMD kernels for the wasm backend (lib/backends/wasm/simd/mod.ts, lib/backends/wasm/simd/kernels.ts) against the `cpu`
  * backend and against the wasm backend without them: every path of the convolution (patch GEMM, first
  * layer, one output channel), products with transposes and batches, the 2 x 2 max-pool gradient with
  * ties and NaN, the fused optimiser updates; that the work is shared with the workers; and that the
@@ -11,11 +11,11 @@
  */
 import assert from "node:assert/strict";
 import { errorsAgainst } from "./assert.ts";
-import { tf } from "../lib/tf.ts";
-import { capacityShape, mnistNet } from "../lib/models.ts";
-import { Adam } from "../lib/optim.ts";
-import { compileKernels, moduleText } from "../lib/simd/build.ts";
-import { registerWasmBackend, useWasmSimd, wasmSimdReason, wasmSimdStats, wasmSimdThreads } from "../lib/wasm.ts";
+import { tf } from "../lib/core/tf.ts";
+import { capacityShape, mnistNet } from "../lib/nn/mnist_net.ts";
+import { Adam } from "../lib/train/optim.ts";
+import { compileKernels, moduleText } from "../lib/backends/wasm/simd/build.ts";
+import { registerWasmBackend, useWasmSimd, wasmSimdReason, wasmSimdStats, wasmSimdThreads } from "../lib/backends/wasm/mod.ts";
 
 await registerWasmBackend();
 await tf.setBackend("wasm");
@@ -243,7 +243,7 @@ Deno.test("fused Adam and momentum updates on wasm give the composed updates' fl
   tf.dispose([w, m, v, g]);
 });
 
-Deno.test("five steps of lib/optim.ts's Adam on wasm (fused update, our convolutions and products) follow cpu's loss curve", async () => {
+Deno.test("five steps of lib/train/optim.ts's Adam on wasm (fused update, our convolutions and products) follow cpu's loss curve", async () => {
   const curves: number[][] = [];
   for (const backend of ["cpu", "wasm"]) {
     await tf.setBackend(backend);
@@ -276,7 +276,7 @@ Deno.test("five steps of lib/optim.ts's Adam on wasm (fused update, our convolut
   );
 });
 
-Deno.test("lib/simd/kernels_wasm.ts is what lib/simd/kernels.ts compiles to (deno task build-simd)", async () => {
-  const committed = await Deno.readTextFile(new URL("../lib/simd/kernels_wasm.ts", import.meta.url));
+Deno.test("lib/backends/wasm/simd/kernels_wasm.ts is what lib/backends/wasm/simd/kernels.ts compiles to (deno task build-simd)", async () => {
+  const committed = await Deno.readTextFile(new URL("../lib/backends/wasm/simd/kernels_wasm.ts", import.meta.url));
   assert.ok(committed === moduleText(await compileKernels()), "stale binary: run deno task build-simd");
 });

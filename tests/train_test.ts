@@ -16,10 +16,10 @@ import {
   trainStep,
   UserError,
 } from "../mod.ts";
-import { writeFileAtomic } from "../lib/checkpoint.ts";
+import { writeFileAtomic } from "../lib/train/checkpoint.ts";
 import { KILL_CONFIG } from "./fixtures/kill_config.ts";
-import { learningRate, trainableVariables, validateTrainConfig } from "../lib/train.ts";
-import { Rng } from "../lib/rng.ts";
+import { learningRate, trainableVariables, validateTrainConfig } from "../lib/train/train.ts";
+import { Rng } from "../lib/core/rng.ts";
 
 await tf.setBackend("cpu");
 const data = await loadMnist("train", { limit: 300 });

@@ -1,5 +1,5 @@
 /**
- * The fast wasm gradient kernels of lib/wasm.ts against the reference `cpu`
+ * The fast wasm gradient kernels of lib/backends/wasm/mod.ts against the reference `cpu`
  * backend: each kernel on random shapes, model A's gradients, one training step; and that the threaded
  * build started.
  *
@@ -9,9 +9,9 @@
  */
 import { errorsAgainst } from "./assert.ts";
 import assert from "node:assert/strict";
-import { tf } from "../lib/tf.ts";
-import { mnistNet, MODEL_A } from "../lib/models.ts";
-import { registerWasmBackend, wasmThreads, wasmThreadsReason } from "../lib/wasm.ts";
+import { tf } from "../lib/core/tf.ts";
+import { mnistNet, MODEL_A } from "../lib/nn/mnist_net.ts";
+import { registerWasmBackend, wasmThreads, wasmThreadsReason } from "../lib/backends/wasm/mod.ts";
 
 await registerWasmBackend();
 await registerWasmBackend(); // idempotent

@@ -9,9 +9,9 @@
  */
 import { relError } from "./assert.ts";
 import assert from "node:assert/strict";
-import { tf } from "../lib/tf.ts";
-import { mnistNet, MODEL_A } from "../lib/models.ts";
-import { registerWebgpuBackend, webgpuAdapterInfo } from "../lib/webgpu.ts";
+import { tf } from "../lib/core/tf.ts";
+import { mnistNet, MODEL_A } from "../lib/nn/mnist_net.ts";
+import { registerWebgpuBackend, webgpuAdapterInfo } from "../lib/backends/webgpu.ts";
 
 const adapter = await webgpuAdapterInfo();
 

@@ -1,0 +1,492 @@
+/**
+ * CIFAR-10 from the standard binary version (`cifar-10-batches-bin/`:
+ * `data_batch_1..5.bin`, `test_batch.bin`), pixels as float32 in [0, 255],
+ * images NHWC [n, 32, 32, 3].
+ *
+ * The folder is looked for in `--data-dir`, then `$CIFAR10_DIR`, then the cache
+ * (`.cache/cifar10/cifar-10-batches-bin`); with none of those the official
+ * archive is downloaded into the cache, its size and md5 verified, and
+ * extracted. Where the network is not reachable that fails within seconds with
+ * one message that says how to get the data.
+ *
+ * Permissions: `--allow-read` (the files), `--allow-env=CIFAR10_DIR` (else the
+ * variable is treated as unset), and for the download `--allow-net` plus
+ * `--allow-write` on the cache folder.
+ *
+ * @module
+ */
+import type { Dataset } from "./dataset.ts";
+import { UserError } from "../core/errors.ts";
+
+/** Bytes of one record: 1 label byte + 3,072 pixel bytes (R plane, G plane, B plane). */
+export const CIFAR10_RECORD_BYTES = 3073;
+/** Records in each of the standard batch files. */
+export const CIFAR10_FILE_RECORDS = 10000;
+/** Files of each split, in order. */
+export const CIFAR10_FILES = {
+  train: ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"],
+  test: ["test_batch.bin"],
+} as const;
+/** The official archive of the binary version, its size in bytes and its md5. */
+export const CIFAR10_ARCHIVE = {
+  url: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+  size: 170052171,
+  md5: "c32a1d4ab5d03f1284b67883e8d87530",
+} as const;
+/** Class names, by label. */
+export const CIFAR10_CLASSES = [
+  "airplane",
+  "automobile",
+  "bird",
+  "cat",
+  "deer",
+  "dog",
+  "frog",
+  "horse",
+  "ship",
+  "truck",
+] as const;
+
+const PIXELS = 1024;
+const ALL_FILES = [...CIFAR10_FILES.test, ...CIFAR10_FILES.train];
+
+/** Options of {@link parseCifarBatch}. */
+export interface ParseOptions {
+  /** Records the file must hold (default 10,000, the standard files); "any" accepts any whole number of records. */
+  records?: number | "any";
+  /** Convert only the first `limit` records (the whole file is still size-checked). */
+  limit?: number;
+}
+
+/**
+ * Parses one CIFAR-10 binary batch file: records of 1 label byte and 3,072
+ * pixel bytes (1,024 red, 1,024 green, 1,024 blue, each plane row-major 32×32).
+ * Returns images NHWC [n, 32, 32, 3] as float32 in [0, 255] (planes
+ * interleaved into channels) and labels 0..9. A file of the wrong size or with
+ * a label above 9 is a {@link UserError} naming `name`.
+ */
+export function parseCifarBatch(
+  bytes: Uint8Array,
+  name: string,
+  options: ParseOptions = {},
+): { images: Float32Array; labels: Int32Array; n: number } {
+  const records = options.records ?? CIFAR10_FILE_RECORDS;
+  if (records === "any") {
+    if (bytes.length % CIFAR10_RECORD_BYTES !== 0) {
+      throw new UserError(
+        `${name}: expected a multiple of ${CIFAR10_RECORD_BYTES} bytes (records of 1 label + 3072 pixel bytes), ` +
+          `found ${bytes.length} (truncated or corrupt file)`,
+      );
+    }
+  } else if (bytes.length !== records * CIFAR10_RECORD_BYTES) {
+    throw new UserError(
+      `${name}: expected ${records * CIFAR10_RECORD_BYTES} bytes (${records} records of ${CIFAR10_RECORD_BYTES}), ` +
+        `found ${bytes.length} (truncated or corrupt file)`,
+    );
+  }
+  const total = bytes.length / CIFAR10_RECORD_BYTES;
+  const n = Math.min(options.limit ?? total, total);
+  const images = new Float32Array(n * 3 * PIXELS);
+  const labels = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const at = i * CIFAR10_RECORD_BYTES;
+    const label = bytes[at];
+    if (label > 9) throw new UserError(`${name}: record ${i} has label ${label}, expected 0..9 (corrupt file)`);
+    labels[i] = label;
+    const out = i * 3 * PIXELS;
+    for (let p = 0; p < PIXELS; p++) {
+      images[out + 3 * p] = bytes[at + 1 + p];
+      images[out + 3 * p + 1] = bytes[at + 1 + PIXELS + p];
+      images[out + 3 * p + 2] = bytes[at + 1 + 2 * PIXELS + p];
+    }
+  }
+  return { images, labels, n };
+}
+
+/** Options of {@link findCifar10Dir} and {@link loadCifar10}. */
+export interface Cifar10DirOptions {
+  /** Cache folder (default `.cache`); the data lives in `<cacheDir>/cifar10/cifar-10-batches-bin`. */
+  cacheDir?: string;
+  /** Try the download when no folder is found (default true). */
+  download?: boolean;
+  /** The archive to download (default {@link CIFAR10_ARCHIVE}; tests point it at a local server). */
+  archive?: { url: string; size: number; md5: string };
+  /** Seconds to wait for the server to answer before giving up (default 5). */
+  timeoutSeconds?: number;
+}
+
+/** Where the loader keeps a downloaded copy: `<cacheDir>/cifar10/cifar-10-batches-bin`. */
+export function cifar10CacheDir(cacheDir = ".cache"): string {
+  return `${cacheDir}/cifar10/cifar-10-batches-bin`;
+}
+
+async function missingFiles(dir: string): Promise<string[]> {
+  const missing: string[] = [];
+  for (const f of ALL_FILES) {
+    try {
+      if (!(await Deno.stat(`${dir}/${f}`)).isFile) missing.push(f);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) missing.push(f);
+      else throw e;
+    }
+  }
+  return missing;
+}
+
+function envDir(): string | undefined {
+  try {
+    return Deno.env.get("CIFAR10_DIR") || undefined;
+  } catch {
+    return undefined; // no --allow-env: treated as unset
+  }
+}
+
+function howToGet(cache: string): string {
+  return `get the binary version from ${CIFAR10_ARCHIVE.url} (${CIFAR10_ARCHIVE.size} bytes, md5 ${CIFAR10_ARCHIVE.md5}), ` +
+    `extract it (tar xzf cifar-10-binary.tar.gz) and pass its cifar-10-batches-bin folder with --data-dir DIR ` +
+    `or CIFAR10_DIR=DIR, or put that folder at ${cache}`;
+}
+
+/**
+ * The folder holding the CIFAR-10 binary files (`test_batch.bin` and
+ * `data_batch_1..5.bin`). Looks in `dataDir` (the `--data-dir` flag), then
+ * `$CIFAR10_DIR`, then the cache; a given `dataDir` or `$CIFAR10_DIR` that lacks
+ * the files is an error naming it. With none found, downloads and verifies the
+ * official archive into the cache; where that fails, one {@link UserError} says
+ * how to get the data.
+ */
+export async function findCifar10Dir(dataDir?: string, options: Cifar10DirOptions = {}): Promise<string> {
+  for (const [dir, what] of [[dataDir, "--data-dir"], [envDir(), "CIFAR10_DIR"]] as const) {
+    if (dir === undefined) continue;
+    const missing = await missingFiles(dir);
+    if (missing.length === 0) return dir;
+    throw new UserError(
+      `${what} ${dir} is not a CIFAR-10 binary folder: missing ${missing.join(", ")} ` +
+        `(expected the cifar-10-batches-bin folder of ${CIFAR10_ARCHIVE.url})`,
+    );
+  }
+  const cache = cifar10CacheDir(options.cacheDir);
+  if ((await missingFiles(cache)).length === 0) return cache;
+  const notFound = `CIFAR-10 not found (no --data-dir, no CIFAR10_DIR, nothing in ${cache})`;
+  if (options.download === false) throw new UserError(`${notFound}; ${howToGet(cache)}`);
+  try {
+    await downloadCifar10(cache, options);
+  } catch (e) {
+    throw new UserError(`${notFound}, and the download failed: ${(e as Error).message}; ${howToGet(cache)}`);
+  }
+  return cache;
+}
+
+/**
+ * Downloads the archive into a temporary file beside `target`, verifies its
+ * size and md5, extracts it into a temporary folder and renames its
+ * `cifar-10-batches-bin` folder to `target`. On any failure only the temporary
+ * files are removed.
+ */
+async function downloadCifar10(target: string, options: Cifar10DirOptions): Promise<void> {
+  const archive = options.archive ?? CIFAR10_ARCHIVE;
+  const parent = target.slice(0, target.lastIndexOf("/"));
+  const tmpFile = `${parent}/cifar-10-binary.tar.gz.${Deno.pid}.tmp`;
+  const tmpDir = `${parent}/extract.${Deno.pid}.tmp`;
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 1000 * (options.timeoutSeconds ?? 5));
+  let response: Response;
+  try {
+    response = await fetch(archive.url, { signal: abort.signal });
+  } catch (e) {
+    const why = abort.signal.aborted
+      ? `no answer within ${options.timeoutSeconds ?? 5} s`
+      : e instanceof Deno.errors.NotCapable
+      ? "no network permission (run with --allow-net)"
+      : [e, (e as Error).cause].filter((c) => c instanceof Error).map((c) => (c as Error).message).join(": ");
+    throw new Error(`${archive.url}: ${why}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  if (!response.ok || !response.body) {
+    await response.body?.cancel();
+    throw new Error(`${archive.url}: HTTP ${response.status} ${response.statusText}`);
+  }
+  await Deno.mkdir(parent, { recursive: true });
+  try {
+    const md5 = new Md5();
+    let size = 0;
+    const file = await Deno.open(tmpFile, { write: true, create: true, truncate: true });
+    try {
+      for await (const chunk of response.body) {
+        md5.update(chunk);
+        size += chunk.length;
+        if (size > archive.size) throw new Error(`${archive.url}: more than the expected ${archive.size} bytes`);
+        for (let off = 0; off < chunk.length;) off += await file.write(chunk.subarray(off));
+      }
+    } finally {
+      file.close();
+    }
+    if (size !== archive.size) {
+      throw new Error(`${archive.url}: expected ${archive.size} bytes, received ${size} (interrupted download)`);
+    }
+    const digest = md5.hex();
+    if (digest !== archive.md5) {
+      throw new Error(`${archive.url}: md5 ${digest}, expected ${archive.md5} (corrupt download, deleted)`);
+    }
+    const input = await Deno.open(tmpFile, { read: true });
+    await extractTar(input.readable.pipeThrough(new DecompressionStream("gzip")), tmpDir);
+    const missing = await missingFiles(`${tmpDir}/cifar-10-batches-bin`);
+    if (missing.length) throw new Error(`the archive lacks cifar-10-batches-bin/${missing.join(", ")}`);
+    await Deno.rename(`${tmpDir}/cifar-10-batches-bin`, target);
+  } finally {
+    await Deno.remove(tmpFile).catch(() => {});
+    await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Options of {@link loadCifar10}. */
+export interface Cifar10Options extends Cifar10DirOptions {
+  /** The cifar-10-batches-bin folder (the `--data-dir` flag); else `$CIFAR10_DIR`, the cache, the download. */
+  dataDir?: string;
+  /** Keep only the first `limit` examples (only the files they lie in are read). */
+  limit?: number;
+  /** Records each file must hold (default 10,000; small fixtures in the tests use fewer). */
+  records?: number;
+}
+
+/**
+ * Loads the CIFAR-10 training (data_batch_1..5, 50,000 images) or test
+ * (test_batch, 10,000 images) split: pixels in [0, 255], shape [32, 32, 3].
+ */
+export async function loadCifar10(split: "train" | "test", options: Cifar10Options = {}): Promise<Dataset> {
+  if (split !== "train" && split !== "test") {
+    throw new UserError(`CIFAR-10 split must be "train" or "test", got ${JSON.stringify(split)}`);
+  }
+  const records = options.records ?? CIFAR10_FILE_RECORDS;
+  const files = CIFAR10_FILES[split];
+  const total = files.length * records;
+  const limit = options.limit ?? total;
+  if (!Number.isInteger(limit) || limit < 0) {
+    throw new UserError(`CIFAR-10 limit must be a non-negative integer, got ${limit}`);
+  }
+  const n = Math.min(limit, total);
+  const dir = await findCifar10Dir(options.dataDir, options);
+  const images = new Float32Array(n * 3 * PIXELS);
+  const labels = new Int32Array(n);
+  for (let f = 0, done = 0; done < n; f++) {
+    const path = `${dir}/${files[f]}`;
+    const part = parseCifarBatch(await Deno.readFile(path), path, { records, limit: n - done });
+    images.set(part.images, done * 3 * PIXELS);
+    labels.set(part.labels, done);
+    done += part.n;
+  }
+  return { name: "cifar10", images, labels, n, shape: [32, 32, 3], range: [0, 255] };
+}
+
+/**
+ * Refuses an ε on the wrong pixel scale: an ε below 1 where pixels are in
+ * [0, 255] (e.g. 0.03, a [0, 1]-scale value; the paper's CIFAR-10 ε is 8), an ε
+ * above the whole pixel range (e.g. 8 where pixels are in [0, 1]), and a
+ * non-positive or non-finite ε. Throws a {@link UserError}.
+ */
+export function checkEpsScale(eps: number, range: [number, number], dataset = "CIFAR-10"): void {
+  const span = range[1] - range[0];
+  const paper = span > 1 ? "8" : "0.3";
+  const where = `${dataset} pixels here are in [${range[0]}, ${range[1]}], the paper's ε is ${paper}`;
+  if (!Number.isFinite(eps) || eps <= 0) throw new UserError(`eps must be a positive number, got ${eps}; ${where}`);
+  if (span > 1 && eps < 1) throw new UserError(`eps ${eps} looks like a [0,1]-scale value; ${where}`);
+  if (eps > span) throw new UserError(`eps ${eps} is larger than the whole pixel range; ${where}`);
+}
+
+// ---------------------------------------------------------------------------
+// md5 (RFC 1321), streaming: WebCrypto has no md5 and the archive publishes only md5.
+
+const MD5_S = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
+const MD5_K = Int32Array.from({ length: 64 }, (_, i) => Math.floor(Math.abs(Math.sin(i + 1)) * 2 ** 32) | 0);
+
+/** Streaming md5: `update` with chunks, then `hex` for the digest (RFC 1321). */
+export class Md5 {
+  #h = Int32Array.of(0x67452301, 0xefcdab89 | 0, 0x98badcfe | 0, 0x10325476);
+  #block = new Uint8Array(64);
+  #words = new Int32Array(16);
+  #fill = 0;
+  #length = 0;
+
+  /** Adds `bytes` to the message. */
+  update(bytes: Uint8Array): this {
+    this.#length += bytes.length;
+    let i = 0;
+    if (this.#fill > 0) {
+      const k = Math.min(64 - this.#fill, bytes.length);
+      this.#block.set(bytes.subarray(0, k), this.#fill);
+      this.#fill += k;
+      i = k;
+      if (this.#fill < 64) return this;
+      this.#compress(this.#block, 0);
+      this.#fill = 0;
+    }
+    for (; i + 64 <= bytes.length; i += 64) this.#compress(bytes, i);
+    this.#block.set(bytes.subarray(i), 0);
+    this.#fill = bytes.length - i;
+    return this;
+  }
+
+  /** The digest as 32 lowercase hex digits (ends the hash; do not update after). */
+  hex(): string {
+    const bits = this.#length * 8;
+    const pad = new Uint8Array((this.#fill < 56 ? 56 : 120) - this.#fill + 8);
+    pad[0] = 0x80;
+    const v = new DataView(pad.buffer);
+    v.setUint32(pad.length - 8, bits >>> 0, true);
+    v.setUint32(pad.length - 4, Math.floor(bits / 2 ** 32), true);
+    this.update(pad);
+    let out = "";
+    for (const h of this.#h) {
+      for (let b = 0; b < 4; b++) out += ((h >>> (8 * b)) & 0xff).toString(16).padStart(2, "0");
+    }
+    return out;
+  }
+
+  #compress(bytes: Uint8Array, at: number): void {
+    const m = this.#words;
+    for (let j = 0; j < 16; j++) {
+      const p = at + 4 * j;
+      m[j] = bytes[p] | (bytes[p + 1] << 8) | (bytes[p + 2] << 16) | (bytes[p + 3] << 24);
+    }
+    const h = this.#h;
+    let a = h[0], b = h[1], c = h[2], d = h[3];
+    for (let i = 0; i < 64; i++) {
+      let f: number, g: number;
+      if (i < 16) {
+        f = (b & c) | (~b & d);
+        g = i;
+      } else if (i < 32) {
+        f = (d & b) | (~d & c);
+        g = (5 * i + 1) & 15;
+      } else if (i < 48) {
+        f = b ^ c ^ d;
+        g = (3 * i + 5) & 15;
+      } else {
+        f = c ^ (b | ~d);
+        g = (7 * i) & 15;
+      }
+      const s = MD5_S[(i >> 4) * 4 + (i & 3)];
+      const t = (a + f + MD5_K[i] + m[g]) | 0;
+      a = d;
+      d = c;
+      c = b;
+      b = (b + ((t << s) | (t >>> (32 - s)))) | 0;
+    }
+    h[0] = (h[0] + a) | 0;
+    h[1] = (h[1] + b) | 0;
+    h[2] = (h[2] + c) | 0;
+    h[3] = (h[3] + d) | 0;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// A minimal ustar reader: regular files and folders, everything else skipped.
+
+/** One entry of a tar archive read by {@link readTar}. */
+export interface TarEntry {
+  /** Path inside the archive (ustar prefix joined). */
+  name: string;
+  /** "file", "dir" or "other" (links, pax headers, ...: content skipped). */
+  type: "file" | "dir" | "other";
+  /** The file's bytes (empty for folders and others). */
+  data: Uint8Array;
+}
+
+function tarString(block: Uint8Array, at: number, len: number): string {
+  const field = block.subarray(at, at + len);
+  const end = field.indexOf(0);
+  return new TextDecoder().decode(end < 0 ? field : field.subarray(0, end));
+}
+
+function tarOctal(block: Uint8Array, at: number, len: number, what: string): number {
+  const text = tarString(block, at, len).trim();
+  if (!/^[0-7]*$/.test(text)) throw new Error(`tar: bad ${what} field ${JSON.stringify(text)}`);
+  return text === "" ? 0 : parseInt(text, 8);
+}
+
+/**
+ * Reads a tar (ustar) archive from a byte stream, yielding each entry with its
+ * bytes. Checks every header's checksum; a truncated archive is an error.
+ */
+export async function* readTar(stream: ReadableStream<Uint8Array>): AsyncGenerator<TarEntry> {
+  const reader = stream.getReader();
+  // Chunks not yet consumed, so a large file is assembled once (no quadratic re-copying).
+  const chunks: Uint8Array[] = [];
+  let have = 0, ended = false;
+  const need = async (k: number): Promise<boolean> => {
+    while (have < k && !ended) {
+      const { value, done } = await reader.read();
+      if (done) ended = true;
+      else if (value.length) {
+        chunks.push(value);
+        have += value.length;
+      }
+    }
+    return have >= k;
+  };
+  /** Removes the next `k` bytes (k ≤ have) and returns the first `keep` of them. */
+  const take = (k: number, keep = k): Uint8Array => {
+    const out = new Uint8Array(keep);
+    let got = 0;
+    while (got < k) {
+      const c = chunks[0];
+      const m = Math.min(c.length, k - got);
+      if (got < keep) out.set(c.subarray(0, Math.min(m, keep - got)), got);
+      got += m;
+      if (m === c.length) chunks.shift();
+      else chunks[0] = c.subarray(m);
+    }
+    have -= k;
+    return out;
+  };
+  try {
+    while (true) {
+      if (!(await need(512))) {
+        if (have === 0) return; // archive without end blocks
+        throw new Error("tar: truncated header");
+      }
+      const header = take(512);
+      if (header.every((b) => b === 0)) return; // end-of-archive block
+      const stored = tarOctal(header, 148, 8, "checksum");
+      let sum = 0;
+      for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : header[i];
+      if (sum !== stored) throw new Error(`tar: header checksum ${stored}, computed ${sum} (corrupt archive)`);
+      const size = tarOctal(header, 124, 12, "size");
+      const flag = String.fromCharCode(header[156]);
+      let name = tarString(header, 0, 100);
+      if (tarString(header, 257, 5) === "ustar") {
+        const prefix = tarString(header, 345, 155);
+        if (prefix) name = `${prefix}/${name}`;
+      }
+      const padded = Math.ceil(size / 512) * 512;
+      if (!(await need(padded))) throw new Error(`tar: ${name} truncated (${size} bytes expected)`);
+      const type = flag === "0" || flag === "\0" ? "file" : flag === "5" ? "dir" : "other";
+      yield { name, type, data: take(padded, type === "file" ? size : 0) };
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/**
+ * Extracts the regular files and folders of a tar stream under `dest`.
+ * Absolute paths and `..` components are refused.
+ */
+export async function extractTar(stream: ReadableStream<Uint8Array>, dest: string): Promise<number> {
+  await Deno.mkdir(dest, { recursive: true });
+  let files = 0;
+  for await (const e of readTar(stream)) {
+    const parts = e.name.split("/").filter((p) => p !== "" && p !== ".");
+    if (e.name.startsWith("/") || parts.includes("..")) throw new Error(`tar: unsafe path ${e.name}`);
+    if (e.type === "other" || parts.length === 0) continue;
+    const path = `${dest}/${parts.join("/")}`;
+    if (e.type === "dir") await Deno.mkdir(path, { recursive: true });
+    else {
+      await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+      await Deno.writeFile(path, e.data);
+      files++;
+    }
+  }
+  return files;
+}

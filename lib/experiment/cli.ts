@@ -1,0 +1,170 @@
+/**
+ * Strict command lines for experiment scripts: every scalar field of an
+ * experiment's config is a flag (`stepSize` → `--step-size`), presets set many
+ * at once, and an unknown flag or a bad value is a one-line error that names
+ * what is allowed.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { type BackendName, BACKENDS } from "../backends/select.ts";
+import { UserError } from "../core/errors.ts";
+
+/** What an experiment declares so that {@link parseExperimentArgs} can build its command line. */
+export interface ExperimentSpec<C extends object> {
+  /** Task name, e.g. "figure1". */
+  name: string;
+  /** One line on what it reproduces. */
+  summary: string;
+  /** The default (quick) preset. */
+  defaults: C;
+  /** Named presets applied over the defaults (`paper`, `smoke`, ...). */
+  presets: Record<string, Partial<C>>;
+  /** Help text of each config field that is a flag. */
+  help: Partial<Record<keyof C, string>>;
+  /** Throws a {@link UserError} on an inconsistent config. */
+  validate?: (config: C) => void;
+}
+
+/** Flags every experiment takes. */
+export interface CommonFlags {
+  /** Preset applied under the flags ("quick" is the default config). */
+  preset: string;
+  /** Backend to run on. */
+  backend: BackendName;
+  /** Train again even when a cached model exists. */
+  retrain: boolean;
+  /** Folder the figures and results are written to. */
+  out: string;
+  /** Folder of the model cache. */
+  cacheDir: string;
+  /** Less output. */
+  quiet: boolean;
+}
+
+const COMMON = {
+  preset: { type: "string", help: "preset: quick (default), paper, smoke, ..." },
+  backend: { type: "string", help: `backend: ${BACKENDS.join("|")} (default auto)` },
+  retrain: { type: "boolean", help: "train again even if a cached model exists" },
+  out: { type: "string", help: "output folder (default figures)" },
+  "cache-dir": { type: "string", help: "model cache folder (default .cache)" },
+  quiet: { type: "boolean", help: "no progress lines" },
+  help: { type: "boolean", help: "show this help" },
+} as const;
+
+/** `stepSize` → `step-size`. */
+export function kebab(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+function scalarKeys<C extends object>(spec: ExperimentSpec<C>): (keyof C & string)[] {
+  return (Object.keys(spec.defaults) as (keyof C & string)[]).filter((k) =>
+    ["number", "boolean", "string"].includes(typeof spec.defaults[k])
+  );
+}
+
+/** The `--help` text of an experiment. */
+export function helpText<C extends object>(spec: ExperimentSpec<C>): string {
+  const lines = [`${spec.name}: ${spec.summary}`, "", `usage: deno task ${spec.name} [flags]`, "", "flags:"];
+  for (const [flag, o] of Object.entries(COMMON)) lines.push(`  --${flag.padEnd(18)} ${o.help}`);
+  for (const k of scalarKeys(spec)) {
+    const d = spec.defaults[k];
+    lines.push(`  --${kebab(k).padEnd(18)} ${spec.help[k] ?? ""} (default ${d})`);
+  }
+  lines.push("", `presets: quick (default), ${Object.keys(spec.presets).join(", ")}`);
+  return lines.join("\n");
+}
+
+/**
+ * Parses `args` into the effective config (defaults, then the preset, then the
+ * flags) and the common flags. Returns `{ help }` for `--help`. Throws a
+ * {@link UserError} for an unknown flag, an unknown preset or a bad value.
+ */
+export function parseExperimentArgs<C extends object>(
+  args: string[],
+  spec: ExperimentSpec<C>,
+): { config: C; common: CommonFlags } | { help: string } {
+  const keys = scalarKeys(spec);
+  const options: Record<string, { type: "string" | "boolean" }> = {};
+  for (const [flag, o] of Object.entries(COMMON)) options[flag] = { type: o.type };
+  for (const k of keys) options[kebab(k)] = { type: "string" };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
+  } catch (e) {
+    const known = Object.keys(options).map((f) => `--${f}`).join(", ");
+    const first = (e as Error).message.split("\n")[0].replace(/\. To specify.*$/, "");
+    const dash = /ambiguous/.test(first) ? " (write --flag=-1 for a value that starts with a dash)" : "";
+    throw new UserError(`${first}${dash}; known flags: ${known}`);
+  }
+  if (values.help) return { help: helpText(spec) };
+  const preset = (values.preset as string | undefined) ?? "quick";
+  if (preset !== "quick" && !(preset in spec.presets)) {
+    throw new UserError(`unknown preset "${preset}", expected one of quick, ${Object.keys(spec.presets).join(", ")}`);
+  }
+  const config = { ...spec.defaults, ...(preset === "quick" ? {} : spec.presets[preset]) } as C;
+  for (const k of keys) {
+    const raw = values[kebab(k)];
+    if (raw === undefined) continue;
+    config[k] = parseValue(kebab(k), raw as string, spec.defaults[k]) as C[typeof k];
+  }
+  const backend = (values.backend as string | undefined) ?? "auto";
+  if (!(BACKENDS as readonly string[]).includes(backend)) {
+    throw new UserError(`unknown backend "${backend}", expected one of ${BACKENDS.join(", ")}`);
+  }
+  spec.validate?.(config);
+  return {
+    config,
+    common: {
+      preset,
+      backend: backend as BackendName,
+      retrain: Boolean(values.retrain),
+      out: (values.out as string | undefined) ?? "figures",
+      cacheDir: (values["cache-dir"] as string | undefined) ?? ".cache",
+      quiet: Boolean(values.quiet),
+    },
+  };
+}
+
+function parseValue(flag: string, raw: string, like: unknown): unknown {
+  if (typeof like === "number") {
+    const v = Number(raw);
+    if (raw.trim() === "" || !Number.isFinite(v)) throw new UserError(`--${flag} expects a number, got "${raw}"`);
+    return v;
+  }
+  if (typeof like === "boolean") {
+    if (raw !== "true" && raw !== "false") throw new UserError(`--${flag} expects true or false, got "${raw}"`);
+    return raw === "true";
+  }
+  return raw;
+}
+
+/**
+ * Checks, before any work starts, that `dir` may be written under the granted
+ * permissions, so a long run never ends in a permission error when it saves.
+ */
+export async function ensureWritable(dir: string, flag: string): Promise<void> {
+  const { state } = await Deno.permissions.query({ name: "write", path: dir });
+  if (state !== "granted") {
+    throw new UserError(
+      `${flag} ${dir} is not writable with this task's permissions (the tasks may write figures/ and .cache/); ` +
+        `run the script with deno run and --allow-write=${dir} instead`,
+    );
+  }
+}
+
+/**
+ * Runs an experiment's `main`, turning a {@link UserError} (or a RangeError from
+ * option validation) into one line on stderr and exit code 2.
+ */
+export async function runMain(main: () => Promise<void>): Promise<void> {
+  try {
+    await main();
+  } catch (e) {
+    if (e instanceof UserError || e instanceof RangeError) {
+      console.error(`error: ${e.message.replaceAll("\n", " ")}`);
+      Deno.exit(2);
+    }
+    throw e;
+  }
+}
