@@ -22,7 +22,14 @@
  * @module
  */
 export { tf, tfl } from "./lib/core/tf.ts";
-export { type BackendInfo, type BackendName, BACKENDS, currentBackend, useBackend, versions } from "./lib/backends/select.ts";
+export {
+  type BackendInfo,
+  type BackendName,
+  BACKENDS,
+  currentBackend,
+  useBackend,
+  versions,
+} from "./lib/backends/select.ts";
 export { type Dataset, gather, imageSize, slice, take } from "./lib/data/dataset.ts";
 export { loadMnist, MNIST_DIR, parseIdxImages, parseIdxLabels } from "./lib/data/mnist.ts";
 export { CAPACITY_SCALES, capacityShape, logits, mnistNet, type MnistNetShape, MODEL_A } from "./lib/nn/mnist_net.ts";

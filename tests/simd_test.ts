@@ -15,7 +15,13 @@ import { tf } from "../lib/core/tf.ts";
 import { capacityShape, mnistNet } from "../lib/nn/mnist_net.ts";
 import { Adam } from "../lib/train/optim.ts";
 import { compileKernels, moduleText } from "../lib/backends/wasm/simd/build.ts";
-import { registerWasmBackend, useWasmSimd, wasmSimdReason, wasmSimdStats, wasmSimdThreads } from "../lib/backends/wasm/mod.ts";
+import {
+  registerWasmBackend,
+  useWasmSimd,
+  wasmSimdReason,
+  wasmSimdStats,
+  wasmSimdThreads,
+} from "../lib/backends/wasm/mod.ts";
 
 await registerWasmBackend();
 await tf.setBackend("wasm");
