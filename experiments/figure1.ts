@@ -1,9 +1,9 @@
 /**
  * Figure 1 of Madry et al.: the loss at the end of PGD from many random starts,
- * for a naturally and an adversarially trained MNIST model. The paper's claims
- * about those maxima are measured too: their loss values are concentrated, and
- * they are distinct points (pairwise L2 distances close to those of random points
- * in the ball, angles close to 90°).
+ * for a naturally and an adversarially trained model (MNIST; CIFAR-10 with
+ * `--dataset cifar10`). The paper's claims about those maxima are measured too:
+ * their loss values are concentrated, and they are distinct points (pairwise L2
+ * distances close to those of random points in the ball, angles close to 90°).
  *
  *   deno task figure1                   # quick preset, minutes on a laptop CPU
  *   deno task figure1 --preset paper    # the paper's settings (about a CPU-day)
@@ -12,358 +12,114 @@
  * @module
  */
 import {
-  checkEpsScale,
-  currentBackend,
-  type Dataset,
+  ATTACK_HELP,
+  type AttackFields,
+  type BaseConfig,
+  DATASETS,
+  defineExperiment,
   evaluate,
-  type ExperimentSpec,
+  experimentMain,
   fmtNum,
   fmtPct,
   gather,
-  isResNet,
-  kebab,
-  loadCifar10,
-  loadMnist,
   markdownTable,
-  optimizerText,
+  MODEL_COLORS,
+  netText,
   pgd,
-  RESNET_SIMPLE,
-  RESNET_WIDE,
+  type Results as ResultsOf,
   Rng,
+  type RunContext,
   runMain,
-  tf,
-  type tfl,
+  stats,
   type TrainConfig,
-  trainModel,
+  trainingText,
+  UserError,
   type VegaLiteSpec,
-  versions,
 } from "../mod.ts";
-import { datasetFlag, type Drawing, experimentMain, redrawResults, writeResults } from "../lib/experiment/harness.ts";
-import { UserError } from "../lib/core/errors.ts";
 
-/** Every hyperparameter of the experiment. */
-export interface Config {
-  /** Dataset: "mnist" (pixels in [0,1]) or "cifar10" (pixels in [0,255]); each has its own defaults and presets. */
-  dataset: "mnist" | "cifar10";
-  /** ε of the attack, L∞ radius in pixel units (0.3 for MNIST, 8 for CIFAR-10). */
-  eps: number;
-  /** PGD iterations of each restart. */
-  steps: number;
-  /** PGD step size α. */
-  stepSize: number;
-  /** Random starts per example. */
-  restarts: number;
+/** Every hyperparameter: the zoo's recipe of the two models, and the attack (its restarts per example). */
+export interface Config extends BaseConfig, AttackFields {
   /** Random test examples shown. */
   examples: number;
   /** Test examples for the accuracy of each model. */
   evalExamples: number;
   /** PGD iterations of the accuracy evaluation (step size `stepSize`). */
   evalSteps: number;
-  /** MNIST: filters of the first convolution. */
-  conv1: number;
-  /** Filters of the second convolution. */
-  conv2: number;
-  /** Units of the hidden FC layer. */
-  fc: number;
-  /** CIFAR-10: the ResNet, "simple" (16, 16, 32, 64 filters) or "wide" (16, 160, 320, 640). */
-  resnet: "simple" | "wide";
-  /** CIFAR-10: residual units per stage. */
-  units: number;
-  /** Learning rate: Adam's for MNIST; for CIFAR-10 momentum SGD's first rate (`steps`) or peak rate (`cyclic`). */
-  lr: number;
-  /**
-   * CIFAR-10 learning-rate schedule: "steps" (the paper's: lr, /10 at 50% and
-   * /100 at 75% of the steps) or "cyclic" (one cycle: linear from 0 up to lr at
-   * 40% of the steps, then down to 0 at the end, as in Wong et al. 2020).
-   */
-  lrSchedule: "steps" | "cyclic";
-  /** CIFAR-10: L2 weight decay on conv and FC kernels. */
-  weightDecay: number;
-  /** Training batch size. */
-  batch: number;
-  /** Training steps of the natural model. */
-  naturalSteps: number;
-  /** Training steps of the adversarially trained model. */
-  advSteps: number;
-  /** The training adversary: "pgd", or "fgsm" (one step of `trainAttackStepSize` from a random start). */
-  trainMethod: "pgd" | "fgsm";
-  /** PGD iterations of the training adversary (ε = `eps`, random start). */
-  trainAttackSteps: number;
-  /** Step size of the training adversary. */
-  trainAttackStepSize: number;
-  /** Training examples used (60,000 is all of MNIST, 50,000 all of CIFAR-10). */
-  trainExamples: number;
-  /** CIFAR-10: folder of the binary version ("": the CIFAR10_DIR variable, then the cache). */
-  dataDir: string;
-  /** Seed of everything: weights, data order, random starts, example choice. */
-  seed: number;
 }
 
-/**
- * The quick preset: a smaller net (conv 16, conv 32, FC 512: scale 8 of the
- * conference version's capacity family) trained with Adam 1e-3 for 1,300 steps
- * on 4-step PGD of 0.1 from a random start, which reaches a robust model (about
- * 98% natural, 84% PGD-40 accuracy) in about 7 minutes on two cores.
- */
-export const DEFAULTS: Config = {
-  dataset: "mnist",
-  eps: 0.3,
-  steps: 40,
-  stepSize: 0.01,
-  restarts: 100,
-  examples: 4,
-  evalExamples: 500,
-  evalSteps: 40,
-  conv1: 16,
-  conv2: 32,
-  fc: 512,
-  resnet: "simple",
-  units: 5,
-  lr: 1e-3,
-  lrSchedule: "steps",
-  weightDecay: 0,
-  batch: 50,
-  naturalSteps: 300,
-  advSteps: 1300,
-  trainMethod: "pgd",
-  trainAttackSteps: 4,
-  trainAttackStepSize: 0.1,
-  trainExamples: 60000,
-  dataDir: "",
-  seed: 0,
-};
-
-/**
- * The CIFAR-10 quick preset (`--dataset cifar10`): the simple ResNet trained with
- * momentum SGD, batch 128, for a few epochs on one cycle of the learning rate
- * (up to 0.3 and back to 0, which gets much further than the paper's step
- * schedule compressed into the same steps) with weight decay 5e-4 (Wong et al.'s;
- * rate and decay chosen by the sweep in bench/sweep_torch.py); the adversarially
- * trained one on FGSM from a random start with a step of 10 (the "fast adversarial
- * training" recipe, Wong et al. 2020), which reaches far more robustness than
- * 7-step PGD in the same CPU time. The `paper` preset keeps the paper's rate,
- * decay and schedule, 7-step PGD of 2 and the wide ResNet.
- */
-export const CIFAR_DEFAULTS: Config = {
-  ...DEFAULTS,
-  dataset: "cifar10",
-  eps: 8,
-  steps: 20,
-  stepSize: 2,
-  restarts: 50,
-  examples: 4,
-  evalExamples: 500,
-  evalSteps: 7,
-  lr: 0.3,
-  lrSchedule: "cyclic",
-  weightDecay: 5e-4,
-  batch: 128,
-  naturalSteps: 1600,
-  advSteps: 1050,
-  trainMethod: "fgsm",
-  trainAttackSteps: 1,
-  trainAttackStepSize: 10,
-  trainExamples: 50000,
-};
-
-/** CIFAR-10 presets: the paper's (wide ResNet, 80k steps of 7-step PGD) and a tiny test one. */
-export const CIFAR_PRESETS: Record<string, Partial<Config>> = {
-  paper: {
-    resnet: "wide",
-    lr: 0.1,
-    lrSchedule: "steps",
-    weightDecay: 2e-4,
-    restarts: 200,
-    evalSteps: 20,
-    naturalSteps: 80000,
-    advSteps: 80000,
-    trainMethod: "pgd",
-    trainAttackSteps: 7,
-    trainAttackStepSize: 2,
-    evalExamples: 10000,
-  },
-  smoke: {
-    steps: 2,
-    restarts: 4,
-    examples: 2,
-    evalExamples: 8,
-    evalSteps: 2,
-    units: 1,
-    batch: 8,
-    naturalSteps: 2,
-    advSteps: 2,
-    trainExamples: 64,
-  },
-};
-
-/** The paper's settings (model A, Adam 1e-4, 100k steps of 40-step PGD of 0.01) and a tiny test preset. */
-export const PRESETS: Record<string, Partial<Config>> = {
-  paper: {
-    steps: 100,
-    restarts: 200,
-    conv1: 32,
-    conv2: 64,
-    fc: 1024,
-    lr: 1e-4,
-    naturalSteps: 100000,
-    advSteps: 100000,
-    trainAttackSteps: 40,
-    trainAttackStepSize: 0.01,
-    evalExamples: 10000,
-  },
-  smoke: {
-    steps: 3,
-    restarts: 6,
-    examples: 2,
-    evalExamples: 40,
-    evalSteps: 3,
-    conv1: 2,
-    conv2: 4,
-    fc: 8,
-    naturalSteps: 4,
-    advSteps: 4,
-    trainAttackSteps: 2,
-    trainExamples: 400,
-  },
-};
-
-/** Help of the flags that set the models' training, shared by the experiments that reuse Figure 1's models. */
-export const TRAIN_HELP = {
-  conv1: "MNIST filters of conv 1",
-  conv2: "MNIST filters of conv 2",
-  fc: "MNIST units of the FC layer",
-  resnet: "CIFAR-10 ResNet: simple or wide",
-  units: "CIFAR-10 residual units per stage",
-  lr: "learning rate (MNIST Adam; CIFAR-10 momentum SGD: first rate, or peak of the cycle)",
-  lrSchedule: "CIFAR-10: steps (/10 at 50%, /100 at 75%) or cyclic (0 → lr at 40% → 0)",
-  weightDecay: "CIFAR-10 weight decay on kernels",
-  trainMethod: "training adversary: pgd or fgsm (one step from a random start)",
-  batch: "training batch size",
-  naturalSteps: "training steps, natural model",
-  advSteps: "training steps, adversarial model",
-  trainAttackSteps: "PGD steps of the training adversary",
-  trainAttackStepSize: "PGD step size of the training adversary",
-  trainExamples: "training examples used",
-};
-
-/** Checks the training fields that take one of a few names (shared with the experiments that reuse these models). */
-export function checkTrainingChoices(c: Pick<Config, "resnet" | "lrSchedule" | "trainMethod">): void {
-  if (c.resnet !== "simple" && c.resnet !== "wide") {
-    throw new UserError(`--resnet must be simple or wide, got "${c.resnet}"`);
-  }
-  if (c.lrSchedule !== "steps" && c.lrSchedule !== "cyclic") {
-    throw new UserError(`--lr-schedule must be steps or cyclic, got "${c.lrSchedule}"`);
-  }
-  if (c.trainMethod !== "pgd" && c.trainMethod !== "fgsm") {
-    throw new UserError(`--train-method must be pgd or fgsm, got "${c.trainMethod}"`);
-  }
+/** What one model shows on one example. */
+export interface ModelOnExample {
+  /** Pairwise geometry of the restarts' final perturbations. */
+  geometry: ReturnType<typeof pairwiseGeometry>;
+  /** Restarts after which the model still classified the example correctly. */
+  robustRestarts: number;
 }
 
-/** The command line of this experiment. */
-export const SPEC: ExperimentSpec<Config> = {
+/** What `run` computes; the harness adds the header. */
+export interface Body {
+  models: Record<"natural" | "adversarial", {
+    train: TrainConfig;
+    hash: string;
+    fromCache: boolean;
+    trainSeconds: number;
+    accuracy: { n: number; natural: number; pgd: number };
+  }>;
+  /** Expected distance of two uniform points of the ε-cube in d dimensions: ε·sqrt(2d/3). */
+  randomBallDistance: number;
+  examples: {
+    index: number;
+    label: number;
+    losses: { natural: number[]; adversarial: number[] };
+    /** Geometry of the random starts themselves (points of the ball clipped to pixels), the baseline. */
+    randomGeometry: ReturnType<typeof pairwiseGeometry>;
+    natural: ModelOnExample;
+    adversarial: ModelOnExample;
+  }[];
+}
+
+/** The results file, `figure1_<dataset>.results.json`. */
+export type Results = ResultsOf<Config, Body>;
+
+/** Figure 1 as an experiment of the harness. */
+export const experiment = defineExperiment<Config, Body>({
   name: "figure1",
-  summary: "loss values at the end of PGD from many random starts, natural vs adversarially trained model " +
-    "(--dataset mnist|cifar10)",
-  defaults: DEFAULTS,
-  presets: PRESETS,
+  summary: "loss values at the end of PGD from many random starts, natural vs adversarially trained model",
+  models: () => [ZOO.natural, ZOO.adversarial],
+  run,
+  figure,
+  table,
+  datasets: {
+    mnist: {
+      defaults: { eps: 0.3, steps: 40, stepSize: 0.01, restarts: 100, examples: 4, evalExamples: 500, evalSteps: 40 },
+      presets: {
+        paper: { steps: 100, restarts: 200, evalExamples: 10000 },
+        smoke: { steps: 3, restarts: 6, examples: 2, evalExamples: 40, evalSteps: 3 },
+      },
+    },
+    cifar10: {
+      defaults: { eps: 8, steps: 20, stepSize: 2, restarts: 50, examples: 4, evalExamples: 500, evalSteps: 7 },
+      presets: {
+        paper: { restarts: 200, evalSteps: 20, evalExamples: 10000 },
+        smoke: { steps: 2, restarts: 4, examples: 2, evalExamples: 8, evalSteps: 2 },
+      },
+    },
+  },
   help: {
-    dataset: "mnist or cifar10 (sets that dataset's defaults and presets)",
-    eps: "L∞ radius ε in pixel units (MNIST [0,1], CIFAR-10 [0,255])",
-    steps: "PGD iterations per restart",
-    stepSize: "PGD step size α",
-    restarts: "random starts per example",
+    ...ATTACK_HELP,
     examples: "random test examples",
     evalExamples: "test examples for accuracy",
     evalSteps: "PGD iterations for accuracy",
-    ...TRAIN_HELP,
-    dataDir: "CIFAR-10 binary folder (default: CIFAR10_DIR, then the cache)",
-    seed: "random seed",
   },
+  counts: ["steps", "restarts", "examples", "evalExamples", "evalSteps"],
   validate(c) {
-    if (c.dataset !== "mnist" && c.dataset !== "cifar10") {
-      throw new UserError(`--dataset must be mnist or cifar10, got "${c.dataset}"`);
-    }
-    if (c.dataset === "mnist" && !(c.eps > 0 && c.eps <= 1)) {
-      throw new UserError(`--eps must be in (0, 1] for MNIST pixels in [0,1], got ${c.eps}`);
-    }
-    if (c.dataset === "cifar10") checkEpsScale(c.eps, [0, 255]);
-    checkTrainingChoices(c);
-    for (
-      const k of ["steps", "restarts", "examples", "evalExamples", "evalSteps", "naturalSteps", "advSteps"] as const
-    ) {
-      if (!Number.isInteger(c[k]) || c[k] < 1) throw new UserError(`--${kebab(k)} must be an integer ≥ 1, got ${c[k]}`);
-    }
     if (c.restarts < 2) throw new UserError(`--restarts must be ≥ 2 to compare maxima, got ${c.restarts}`);
     if (!(c.stepSize > 0)) throw new UserError(`--step-size must be > 0, got ${c.stepSize}`);
-    if (c.examples > 10000) {
-      throw new UserError(`--examples must be at most 10000 (the test set), got ${c.examples}`);
-    }
+    if (c.examples > 10000) throw new UserError(`--examples must be at most 10000 (the test set), got ${c.examples}`);
   },
-};
+});
 
-/** The command line for `args`: `--dataset cifar10` switches to the CIFAR-10 defaults and presets. */
-export function specFor(args: string[]): ExperimentSpec<Config> {
-  return datasetFlag(args) === "cifar10" ? { ...SPEC, defaults: CIFAR_DEFAULTS, presets: CIFAR_PRESETS } : SPEC;
-}
-
-/**
- * The training config of `kind` for another experiment's config: its training
- * fields, the rest from Figure 1's defaults of its dataset; the same config, so
- * the same cached model, as Figure 1's run of those fields.
- */
-export function trainConfigFor(c: Partial<Config> & { dataset: string }, kind: "natural" | "adversarial"): TrainConfig {
-  return trainConfig({ ...(c.dataset === "cifar10" ? CIFAR_DEFAULTS : DEFAULTS), ...c }, kind);
-}
-
-/** The training config of the natural or the adversarially trained model. */
-export function trainConfig(c: Config, kind: "natural" | "adversarial"): TrainConfig {
-  if (c.dataset === "cifar10") {
-    const steps = kind === "natural" ? c.naturalSteps : c.advSteps;
-    return {
-      dataset: "cifar10",
-      model: { ...(c.resnet === "wide" ? RESNET_WIDE : RESNET_SIMPLE), units: c.units },
-      method: kind === "natural" ? "natural" : c.trainMethod,
-      eps: c.eps,
-      attackSteps: c.trainMethod === "fgsm" ? 1 : c.trainAttackSteps,
-      attackStepSize: c.trainAttackStepSize,
-      randomStart: true,
-      optimizer: "sgd",
-      lr: c.lr,
-      ...(c.lrSchedule === "cyclic"
-        ? { lrPoints: [[0, 0], [Math.round(steps * 0.4), c.lr], [steps, 0]] as [number, number][] }
-        : { lrBoundaries: [Math.round(steps / 2), Math.round(steps * 3 / 4)], lrValues: [c.lr / 10, c.lr / 100] }),
-      weightDecay: c.weightDecay,
-      augment: true,
-      batch: c.batch,
-      steps,
-      trainExamples: c.trainExamples,
-      seed: c.seed,
-    };
-  }
-  return {
-    dataset: "mnist",
-    model: { conv1: c.conv1, conv2: c.conv2, fc: c.fc },
-    method: kind === "natural" ? "natural" : "pgd",
-    eps: c.eps,
-    attackSteps: c.trainAttackSteps,
-    attackStepSize: c.trainAttackStepSize,
-    randomStart: true,
-    optimizer: "adam",
-    lr: c.lr,
-    batch: c.batch,
-    steps: kind === "natural" ? c.naturalSteps : c.advSteps,
-    trainExamples: c.trainExamples,
-    seed: c.seed,
-  };
-}
-
-/** Mean and standard deviation. */
-function stats(xs: ArrayLike<number>): { mean: number; std: number; min: number; max: number } {
-  const a = Array.from(xs);
-  const mean = a.reduce((s, v) => s + v, 0) / a.length;
-  const std = Math.sqrt(a.reduce((s, v) => s + (v - mean) ** 2, 0) / a.length);
-  return { mean, std, min: Math.min(...a), max: Math.max(...a) };
-}
+/** The zoo's names of the two models. */
+const ZOO = { natural: "A_nat", adversarial: "A" } as const;
 
 /** Pairwise L2 distances and angles (degrees) between `r` vectors of length `d`. */
 export function pairwiseGeometry(v: Float32Array, r: number, d: number) {
@@ -386,76 +142,18 @@ export function pairwiseGeometry(v: Float32Array, r: number, d: number) {
   return { distance: stats(dist), angle: stats(angle) };
 }
 
-/** What one model shows on one example. */
-export interface ModelOnExample {
-  /** Per-restart final losses (same values as `losses.<model>` of the example). */
-  geometry: ReturnType<typeof pairwiseGeometry>;
-  /** Restarts after which the model still classified the example correctly. */
-  robustRestarts: number;
-}
-
-/** The results file, `figure1_<dataset>.results.json`. */
-export interface Results {
-  experiment: "figure1";
-  dataset: "mnist" | "cifar10";
-  preset: string;
-  config: Config;
-  seed: number;
-  backend: { name: string; detail: string };
-  versions: Record<string, string>;
-  wall_seconds: number;
-  models: Record<"natural" | "adversarial", {
-    train: TrainConfig;
-    hash: string;
-    fromCache: boolean;
-    trainSeconds: number;
-    accuracy: { n: number; natural: number; pgd: number };
-  }>;
-  /** Expected distance of two uniform points of the ε-cube in d dimensions: ε·sqrt(2d/3). */
-  randomBallDistance: number;
-  examples: {
-    index: number;
-    label: number;
-    losses: { natural: number[]; adversarial: number[] };
-    /** Geometry of the random starts themselves (points of the ball clipped to pixels), the baseline. */
-    randomGeometry: ReturnType<typeof pairwiseGeometry>;
-    natural: ModelOnExample;
-    adversarial: ModelOnExample;
-  }[];
-}
-
-/** Runs the experiment: trains (or loads) both models, then PGD from many starts. */
-export async function run(
-  config: Config,
-  options: { preset?: string; cacheDir?: string; retrain?: boolean; quiet?: boolean; train?: Dataset; test?: Dataset } =
-    {},
-): Promise<Results> {
-  const start = performance.now();
-  const load = (split: "train" | "test", limit?: number) =>
-    config.dataset === "cifar10"
-      ? loadCifar10(split, { dataDir: config.dataDir || undefined, limit })
-      : loadMnist(split, { limit });
-  // The training split is read only if a model has to be trained (not when both are cached).
-  let train: Promise<Dataset> | undefined;
-  const trainData = () =>
-    train ??= options.train ? Promise.resolve(options.train) : load("train", config.trainExamples);
-  const test = options.test ?? await load("test");
+/** Trains (or loads) both models, measures their accuracy, then PGD from many starts on random test examples. */
+async function run(config: Config, ctx: RunContext): Promise<Body> {
+  const test = await ctx.test();
   const attack = { eps: config.eps, stepSize: config.stepSize, range: test.range };
-  const models = {} as Results["models"];
-  const trained = {} as Record<"natural" | "adversarial", tfl.LayersModel>;
+  const models = {} as Body["models"];
+  const trained = {} as Record<"natural" | "adversarial", Awaited<ReturnType<typeof ctx.model>>["model"]>;
   for (const kind of ["natural", "adversarial"] as const) {
-    const t = await trainModel(trainConfig(config, kind), {
-      data: trainData,
-      cacheDir: options.cacheDir,
-      retrain: options.retrain,
-      quiet: options.quiet,
-      label: `train ${kind}`,
-    });
-    if (t.fromCache && !options.quiet) console.error(`${kind} model: cached at ${t.dir}`);
+    const t = await ctx.model(ZOO[kind]);
     const acc = await evaluate(t.model, test, {
       limit: config.evalExamples,
       attack: { ...attack, steps: config.evalSteps, restarts: 1, seed: config.seed },
-      label: options.quiet ? undefined : `eval ${kind} (PGD-${config.evalSteps})`,
+      label: ctx.quiet ? undefined : `eval ${kind} (PGD-${config.evalSteps})`,
     });
     models[kind] = {
       train: t.config,
@@ -467,15 +165,14 @@ export async function run(
     trained[kind] = t.model;
   }
 
-  const rng = new Rng(config.seed);
-  const picks = rng.sample(test.n, config.examples);
+  const picks = new Rng(config.seed).sample(test.n, config.examples);
   const d = test.shape[0] * test.shape[1] * test.shape[2], r = config.restarts;
   const [lo, hi] = test.range;
-  const examples: Results["examples"] = [];
+  const examples: Body["examples"] = [];
   for (const [e, index] of picks.entries()) {
     const { x, y } = gather(test, Array(r).fill(index));
     const x0 = await x.data() as Float32Array;
-    const entry = { index, label: test.labels[index], losses: {} } as Results["examples"][number];
+    const entry = { index, label: test.labels[index], losses: {} } as Body["examples"][number];
     // The random starts themselves: uniform points of the ball, clipped to the pixel range.
     const starts = new Float32Array(r * d);
     const noise = new Rng(config.seed + 7 + e).uniform(r * d, -config.eps, config.eps);
@@ -493,38 +190,20 @@ export async function run(
       const delta = new Float32Array(r * d);
       for (let i = 0; i < r * d; i++) delta[i] = adv[i] - x0[i];
       entry.losses[kind] = Array.from(res.finalLosses[0]);
-      entry[kind] = {
-        geometry: pairwiseGeometry(delta, r, d),
-        robustRestarts: res.correct[0].filter(Boolean).length,
-      };
+      entry[kind] = { geometry: pairwiseGeometry(delta, r, d), robustRestarts: res.correct[0].filter(Boolean).length };
     }
     x.dispose();
     y.dispose();
     examples.push(entry);
-    if (!options.quiet) console.error(`example ${e + 1}/${picks.length} (test #${index}) done`);
+    ctx.log(`example ${e + 1}/${picks.length} (test #${index}) done`);
   }
-  const backend = currentBackend();
-  return {
-    experiment: "figure1",
-    dataset: config.dataset,
-    preset: options.preset ?? "quick",
-    config,
-    seed: config.seed,
-    backend: { name: backend?.name ?? tf.getBackend(), detail: backend?.detail ?? "" },
-    versions: versions(),
-    wall_seconds: (performance.now() - start) / 1000,
-    models,
-    randomBallDistance: config.eps * Math.sqrt(2 * d / 3),
-    examples,
-  };
+  return { models, randomBallDistance: config.eps * Math.sqrt(2 * d / 3), examples };
 }
-
-const TITLE = { mnist: "MNIST", cifar10: "CIFAR-10" } as const;
 
 /** The accuracies the paper reports for its models (Tables 1 and 2, and Sec. 4 for natural CIFAR-10 training). */
 const PAPER_ACCURACY = {
   mnist: {
-    natural: "98.8% natural (model A, Table 1)",
+    natural: "99.2% natural (model A's net trained naturally, Sec. 5)",
     adversarial: "98.8% natural, 93.2% PGD-40 (model A, Table 1)",
   },
   cifar10: {
@@ -532,8 +211,6 @@ const PAPER_ACCURACY = {
     adversarial: "87.3% natural, 45.8% PGD-20 (wide ResNet, Table 2)",
   },
 } as const;
-
-const COLORS = { natural: "#1f77b4", adversarial: "#d62728" };
 
 /** Histogram bins of `values` on a log10 scale: rows {lo, hi, count}. */
 function logBins(values: number[], bins: number): { lo: number; hi: number; count: number }[] {
@@ -566,7 +243,7 @@ export function figure(results: Results): VegaLiteSpec {
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: {
-      text: `Figure 1 (${TITLE[results.dataset]}): loss at the end of PGD from ${c.restarts} random starts`,
+      text: `Figure 1 (${DATASETS[results.dataset].title}): loss at the end of PGD from ${c.restarts} random starts`,
       subtitle: [
         `ε = ${c.eps}, ${c.steps} PGD steps of ${c.stepSize}, ${results.examples.length} random test examples. ` +
         `Blue: naturally trained model, red: adversarially trained model.`,
@@ -594,7 +271,10 @@ export function figure(results: Results): VegaLiteSpec {
         color: {
           field: "model",
           type: "nominal",
-          scale: { domain: ["natural training", "adversarial training"], range: [COLORS.natural, COLORS.adversarial] },
+          scale: {
+            domain: ["natural training", "adversarial training"],
+            range: [MODEL_COLORS.natural, MODEL_COLORS.adversarial],
+          },
           legend: { title: null, orient: "top", labelLimit: 400 },
         },
       },
@@ -603,30 +283,12 @@ export function figure(results: Results): VegaLiteSpec {
   } as VegaLiteSpec;
 }
 
-/** The network of a training config in words: "conv 16, conv 32, FC 512" or "ResNet, 5 units/stage, filters ...". */
-export function netText(t: TrainConfig): string {
-  return isResNet(t.model)
-    ? `ResNet, ${t.model.units} units/stage, filters ${t.model.filters.join(", ")}`
-    : `conv ${t.model.conv1}, conv ${t.model.conv2}, FC ${t.model.fc}`;
-}
-
-/** The training of a config in words: steps, batch, optimiser and adversary ("..., PGD 4×0.1"). */
-export function trainingText(t: TrainConfig): string {
-  const opt = t.optimizer === "adam" ? optimizerText(t) : `${optimizerText(t)}, decay ${t.weightDecay ?? 0}`;
-  const adversary = t.method === "pgd"
-    ? `, PGD ${t.attackSteps}×${t.attackStepSize}`
-    : t.method === "fgsm"
-    ? `, FGSM step ${t.attackStepSize}${t.randomStart ? " from a random start" : ""}`
-    : "";
-  return `${t.steps} steps of ${t.batch}, ${opt}${adversary}`;
-}
-
 /** The markdown table of what was measured, with the paper's claim beside each number. */
 export function table(results: Results): string {
   const c = results.config;
   const m = results.models;
   const lines = [
-    `# Figure 1 (${TITLE[results.dataset]}): loss values at the end of PGD`,
+    `# Figure 1 (${DATASETS[results.dataset].title}): loss values at the end of PGD`,
     "",
     `ε = ${c.eps}, PGD ${c.steps} steps of ${c.stepSize}, ${c.restarts} random starts on each of ${c.examples} random ` +
     `test examples. Preset \`${results.preset}\`, seed ${results.seed}, backend ${results.backend.name}, ` +
@@ -731,22 +393,4 @@ export function table(results: Results): string {
   return lines.join("\n");
 }
 
-/** How the results are drawn: `figure1_<dataset>.*`. */
-export const DRAWING: Drawing<Results> = { prefix: "figure1", figure, table };
-
-/** Writes the results JSON and, from it, the spec, SVG, PNG and markdown. */
-export function write(results: Results, out: string): Promise<string[]> {
-  return writeResults(DRAWING, results, out);
-}
-
-/** Redraws the figure from a saved results file. */
-export function redraw(resultsPath: string, out: string): Promise<string[]> {
-  return redrawResults(DRAWING, resultsPath, out);
-}
-
-/** The command line: `deno task figure1 [flags]`. */
-export function main(args: string[]): Promise<void> {
-  return experimentMain(args, specFor(args), (config, common) => run(config, { ...common }), DRAWING);
-}
-
-if (import.meta.main) await runMain(() => main(Deno.args));
+if (import.meta.main) await runMain(() => experimentMain(experiment, Deno.args));

@@ -6,8 +6,8 @@
  * being solved; on CIFAR-10 its sharp drops are the learning-rate decreases.
  *
  * Nothing is retrained: the loss histories are those that `trainModel` recorded
- * while training Figure 1's models (its `trainConfig`, the same fields and
- * presets of each dataset, so the same cache entries); a cached model needs no
+ * while training Figure 1's models (the zoo's `A_nat` and `A` of the same
+ * recipe, so the same cache entries); a cached model needs no
  * data. Where a model is not cached it is trained as Figure 1 would train it.
  *
  *   deno task figure4                      # MNIST, and CIFAR-10 too where Figure 1's models are cached
@@ -23,193 +23,36 @@
  * @module
  */
 import {
-  checkEpsScale,
-  currentBackend,
-  type Dataset,
-  type ExperimentSpec,
+  type BaseConfig,
+  DATASETS,
+  defineExperiment,
+  experimentMain,
   fmtNum,
   fmtPct,
-  kebab,
-  loadCifar10,
-  loadMnist,
   markdownTable,
+  MODEL_COLORS,
   optimizerText,
+  ratio,
+  type Results as ResultsOf,
+  type RunContext,
   runMain,
-  tf,
   type TrainConfig,
-  trainModel,
-  UserError,
   type VegaLiteSpec,
-  versions,
 } from "../mod.ts";
-import {
-  datasetFlag,
-  type Datasets,
-  datasetsMain,
-  type Drawing,
-  redrawResults,
-  writeResults,
-} from "../lib/experiment/harness.ts";
-import * as figure1 from "./figure1.ts";
 
-/** Every hyperparameter: Figure 1's training fields, and how the curves are drawn. */
-export interface Config {
-  /** Dataset: "mnist" (pixels in [0,1]) or "cifar10" (pixels in [0,255]); each has its own defaults and presets. */
-  dataset: "mnist" | "cifar10";
-  /** ε of the training adversary, pixel units (0.3 for MNIST, 8 for CIFAR-10). */
-  eps: number;
-  /** MNIST: filters of the first convolution. */
-  conv1: number;
-  /** MNIST: filters of the second convolution. */
-  conv2: number;
-  /** MNIST: units of the hidden FC layer. */
-  fc: number;
-  /** CIFAR-10: the ResNet, "simple" or "wide". */
-  resnet: "simple" | "wide";
-  /** CIFAR-10: residual units per stage. */
-  units: number;
-  /** Learning rate: Adam's for MNIST, momentum SGD's first or peak rate for CIFAR-10 (as Figure 1). */
-  lr: number;
-  /** CIFAR-10 learning-rate schedule, "steps" or "cyclic" (as Figure 1). */
-  lrSchedule: "steps" | "cyclic";
-  /** CIFAR-10: L2 weight decay on kernels. */
-  weightDecay: number;
-  /** Training batch size. */
-  batch: number;
-  /** Training steps of the natural model. */
-  naturalSteps: number;
-  /** Training steps of the adversarially trained model. */
-  advSteps: number;
-  /** CIFAR-10: the training adversary, "pgd" or "fgsm" (one step from a random start). */
-  trainMethod: "pgd" | "fgsm";
-  /** PGD iterations of the training adversary. */
-  trainAttackSteps: number;
-  /** Step size of the training adversary. */
-  trainAttackStepSize: number;
-  /** Training examples used. */
-  trainExamples: number;
-  /** CIFAR-10: folder of the binary version, read only where a model must be trained. */
-  dataDir: string;
-  /** Seed of the models (as Figure 1). */
-  seed: number;
+/** Every hyperparameter: the zoo's recipe of Figure 1's models, and how the curves are drawn. */
+export interface Config extends BaseConfig {
   /** Window of the moving average drawn over the raw losses, in training steps. */
   smooth: number;
   /** Raw loss points drawn per model at most (evenly spaced); the results keep more. */
   maxPoints: number;
 }
 
+/** The zoo's names of the two models. */
+const ZOO = { natural: "A_nat", adversarial: "A" } as const;
+
 /** Steps of history stored per model in the results file before it is stored as block means. */
 export const MAX_STORED = 20000;
-
-/** The fields taken from Figure 1's config: those that decide its trained models, and where its data is. */
-const TRAIN_FIELDS = [
-  "eps",
-  "conv1",
-  "conv2",
-  "fc",
-  "resnet",
-  "units",
-  "lr",
-  "lrSchedule",
-  "weightDecay",
-  "batch",
-  "naturalSteps",
-  "advSteps",
-  "trainMethod",
-  "trainAttackSteps",
-  "trainAttackStepSize",
-  "trainExamples",
-  "dataDir",
-  "seed",
-] as const;
-
-/** Figure 1's training fields of one of its presets of `dataset` (its defaults for "quick"). */
-function figure1Training(dataset: "mnist" | "cifar10", preset: "quick" | "paper" | "smoke"): Partial<Config> {
-  const [defaults, presets] = dataset === "cifar10"
-    ? [figure1.CIFAR_DEFAULTS, figure1.CIFAR_PRESETS]
-    : [figure1.DEFAULTS, figure1.PRESETS];
-  const c: figure1.Config = { ...defaults, ...(preset === "quick" ? {} : presets[preset]) };
-  const out: Record<string, unknown> = {};
-  for (const k of TRAIN_FIELDS) out[k] = c[k];
-  return out as Partial<Config>;
-}
-
-/** The MNIST quick preset: Figure 1's quick models. */
-export const DEFAULTS: Config = {
-  dataset: "mnist",
-  ...figure1Training("mnist", "quick"),
-  smooth: 50,
-  maxPoints: 1500,
-} as Config;
-
-/** Figure 1's MNIST paper models (100,000 steps each) and its smoke models. */
-export const PRESETS: Record<string, Partial<Config>> = {
-  paper: { ...figure1Training("mnist", "paper"), smooth: 1000 },
-  smoke: { ...figure1Training("mnist", "smoke"), smooth: 2 },
-};
-
-/** The CIFAR-10 quick preset (`--dataset cifar10`): Figure 1's CIFAR-10 quick models (400 and 250 steps). */
-export const CIFAR_DEFAULTS: Config = {
-  dataset: "cifar10",
-  ...figure1Training("cifar10", "quick"),
-  smooth: 25,
-  maxPoints: 1500,
-} as Config;
-
-/** Figure 1's CIFAR-10 paper models (wide ResNet, 80,000 steps each) and its smoke models. */
-export const CIFAR_PRESETS: Record<string, Partial<Config>> = {
-  paper: { ...figure1Training("cifar10", "paper"), smooth: 1000 },
-  smoke: { ...figure1Training("cifar10", "smoke"), smooth: 2 },
-};
-
-/** The command line of this experiment. */
-export const SPEC: ExperimentSpec<Config> = {
-  name: "figure4",
-  summary:
-    "adversarial training loss over training iterations (Figure 1's models, not retrained), natural for contrast " +
-    "(--dataset mnist|cifar10; without it MNIST, and CIFAR-10 too where Figure 1's CIFAR-10 models are cached)",
-  defaults: DEFAULTS,
-  presets: PRESETS,
-  help: {
-    dataset: "mnist or cifar10 (sets that dataset's defaults and presets; not given: both if cached, else mnist)",
-    eps: "ε of the training adversary in pixel units (MNIST [0,1], CIFAR-10 [0,255])",
-    ...figure1.TRAIN_HELP,
-    dataDir: "CIFAR-10 binary folder, read only to train a missing model (default: CIFAR10_DIR, then the cache)",
-    seed: "random seed of the models",
-    smooth: "moving-average window, training steps",
-    maxPoints: "raw points drawn per model",
-  },
-  validate(c) {
-    if (c.dataset !== "mnist" && c.dataset !== "cifar10") {
-      throw new UserError(`--dataset must be mnist or cifar10, got "${c.dataset}"`);
-    }
-    if (c.dataset === "cifar10") checkEpsScale(c.eps, [0, 255]);
-    else if (!(c.eps > 0 && c.eps <= 1)) {
-      throw new UserError(`--eps must be in (0, 1] for MNIST pixels in [0,1], got ${c.eps}`);
-    }
-    figure1.checkTrainingChoices(c);
-    for (const k of ["naturalSteps", "advSteps", "smooth", "maxPoints"] as const) {
-      if (!Number.isInteger(c[k]) || c[k] < 1) throw new UserError(`--${kebab(k)} must be an integer ≥ 1, got ${c[k]}`);
-    }
-  },
-};
-
-/** The command line for `args`: `--dataset cifar10` switches to the CIFAR-10 defaults and presets. */
-export function specFor(args: string[]): ExperimentSpec<Config> {
-  return datasetFlag(args) === "cifar10" ? { ...SPEC, defaults: CIFAR_DEFAULTS, presets: CIFAR_PRESETS } : SPEC;
-}
-
-/** Figure 1's training config of the natural or the adversarially trained model (same hash, same cache entry). */
-export function trainConfigOf(c: Config, kind: "natural" | "adversarial"): TrainConfig {
-  return figure1.trainConfigFor(c, kind);
-}
-
-/** How the command line picks its datasets: Figure 1's two models of the config must be cached for CIFAR-10. */
-export const DATASETS: Datasets<Config> = {
-  specFor,
-  models: (c) => [trainConfigOf(c, "natural"), trainConfigOf(c, "adversarial")],
-  trainedBy: "deno task figure1 --dataset cifar10 (same --preset)",
-};
 
 /** One model's recorded training. */
 export interface ModelHistory {
@@ -228,18 +71,32 @@ export interface ModelHistory {
   accuracy: number[];
 }
 
-/** The results file, `figure4_<dataset>.results.json`. */
-export interface Results {
-  experiment: "figure4";
-  dataset: "mnist" | "cifar10";
-  preset: string;
-  config: Config;
-  seed: number;
-  backend: { name: string; detail: string };
-  versions: Record<string, string>;
-  wall_seconds: number;
+/** What `run` computes; the harness adds the header. */
+export interface Body {
   models: Record<"natural" | "adversarial", ModelHistory>;
 }
+
+/** The results file, `figure4_<dataset>.results.json`. */
+export type Results = ResultsOf<Config, Body>;
+
+/** Figure 4 as an experiment of the harness. */
+export const experiment = defineExperiment<Config, Body>({
+  name: "figure4",
+  summary:
+    "adversarial training loss over training iterations (Figure 1's models, not retrained), natural for contrast",
+  run,
+  figure,
+  table,
+  // Figure 1's models: read from its cache, trained only where missing; other datasets run only where cached.
+  models: () => [ZOO.natural, ZOO.adversarial],
+  alsoCached: true,
+  datasets: {
+    mnist: { defaults: { smooth: 50, maxPoints: 1500 }, presets: { paper: { smooth: 1000 }, smoke: { smooth: 2 } } },
+    cifar10: { defaults: { smooth: 25, maxPoints: 1500 }, presets: { paper: { smooth: 1000 }, smoke: { smooth: 2 } } },
+  },
+  help: { smooth: "moving-average window, training steps", maxPoints: "raw points drawn per model" },
+  counts: ["smooth", "maxPoints"],
+});
 
 /** Means of consecutive blocks of `every` values (the last block may be shorter). */
 export function blockMeans(xs: number[], every: number): number[] {
@@ -262,37 +119,11 @@ export function movingAverage(xs: number[], window: number): number[] {
   });
 }
 
-/**
- * Runs the experiment: the loss histories of Figure 1's models (trained only
- * where none is cached; the training data is loaded only then).
- */
-export async function run(
-  config: Config,
-  options: { preset?: string; cacheDir?: string; retrain?: boolean; quiet?: boolean; train?: Dataset } = {},
-): Promise<Results> {
-  SPEC.validate!(config);
-  const start = performance.now();
-  let train = options.train;
-  const load = () =>
-    config.dataset === "cifar10"
-      ? loadCifar10("train", {
-        dataDir: config.dataDir || undefined,
-        cacheDir: options.cacheDir,
-        limit: config.trainExamples,
-      })
-      : loadMnist("train", { limit: config.trainExamples });
-  const models = {} as Results["models"];
+/** The loss histories of Figure 1's models (trained only where none is cached; the training data is loaded only then). */
+async function run(_config: Config, ctx: RunContext): Promise<Body> {
+  const models = {} as Body["models"];
   for (const kind of ["natural", "adversarial"] as const) {
-    const t = await trainModel(trainConfigOf(config, kind), {
-      data: async () => train ??= await load(),
-      cacheDir: options.cacheDir,
-      retrain: options.retrain,
-      quiet: options.quiet,
-      label: `train ${kind}`,
-    });
-    if (!options.quiet) {
-      console.error(`${kind} model: ${t.fromCache ? `cached at ${t.dir}` : "trained in this run (none was cached)"}`);
-    }
+    const t = await ctx.model(ZOO[kind]);
     const steps = t.history.loss.length;
     const every = Math.max(1, Math.ceil(steps / MAX_STORED));
     models[kind] = {
@@ -307,22 +138,9 @@ export async function run(
     };
     t.model.dispose();
   }
-  const backend = currentBackend();
-  return {
-    experiment: "figure4",
-    dataset: config.dataset,
-    preset: options.preset ?? "quick",
-    config,
-    seed: config.seed,
-    backend: { name: backend?.name ?? tf.getBackend(), detail: backend?.detail ?? "" },
-    versions: versions(),
-    wall_seconds: (performance.now() - start) / 1000,
-    models,
-  };
+  return { models };
 }
 
-const COLORS = { natural: "#1f77b4", adversarial: "#d62728" };
-const TITLE = { mnist: "MNIST", cifar10: "CIFAR-10" } as const;
 /** Floor of the log loss axis: a batch loss of exactly 0 would not be drawn. */
 const FLOOR = 1e-4;
 
@@ -384,7 +202,7 @@ export function figure(results: Results): VegaLiteSpec {
   const color = {
     field: "model",
     type: "nominal",
-    scale: { domain: [LABELS.natural, LABELS.adversarial], range: [COLORS.natural, COLORS.adversarial] },
+    scale: { domain: [LABELS.natural, LABELS.adversarial], range: [MODEL_COLORS.natural, MODEL_COLORS.adversarial] },
     legend: {
       title: null,
       orient: "top",
@@ -438,7 +256,7 @@ export function figure(results: Results): VegaLiteSpec {
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: {
-      text: `Figure 4 (${TITLE[results.dataset]}): adversarial training loss over training iterations`,
+      text: `Figure 4 (${DATASETS[results.dataset].title}): adversarial training loss over training iterations`,
       subtitle: [
         `Red: loss on the ${adversaryName(a)} examples each step trains on (${adversary}).`,
         "Blue: the naturally trained model's loss on clean examples, for contrast.",
@@ -492,12 +310,6 @@ export function summarize(m: ModelHistory) {
     finalLoss: meanOver(m.loss, 0.9, 1),
     finalAccuracy: meanOver(m.accuracy, 0.9, 1),
   };
-}
-
-/** `a / b` as "12×" or, below 10, "1.3×". */
-function ratio(a: number, b: number): string {
-  const r = a / Math.max(b, 1e-12);
-  return `${fmtNum(r, r < 10 ? 1 : 0)}×`;
 }
 
 /** A model's training in the table: its examples and optimiser ("PGD 4×0.1 (ε 0.3), Adam 0.001"). */
@@ -567,7 +379,7 @@ export function table(results: Results): string {
   ]);
   const augmented = m.natural.train.augment || m.adversarial.train.augment;
   const lines = [
-    `# Figure 4 (${TITLE[results.dataset]}): adversarial training loss over training iterations`,
+    `# Figure 4 (${DATASETS[results.dataset].title}): adversarial training loss over training iterations`,
     "",
     `Loss histories recorded while training Figure 1's models (preset \`${results.preset}\`, seed ${results.seed}): ` +
     `natural model ${origin("natural")}, adversarially trained model ${
@@ -606,22 +418,4 @@ export function table(results: Results): string {
   return lines.join("\n");
 }
 
-/** How the results are drawn: `figure4_<dataset>.*`. */
-export const DRAWING: Drawing<Results> = { prefix: "figure4", figure, table };
-
-/** Writes the results JSON and, from it, the spec, SVG, PNG and markdown. */
-export function write(results: Results, out: string): Promise<string[]> {
-  return writeResults(DRAWING, results, out);
-}
-
-/** Redraws the figure from a saved results file. */
-export function redraw(resultsPath: string, out: string): Promise<string[]> {
-  return redrawResults(DRAWING, resultsPath, out);
-}
-
-/** The command line: `deno task figure4 [flags]`; without `--dataset`, MNIST and CIFAR-10 where its models are cached. */
-export function main(args: string[]): Promise<void> {
-  return datasetsMain(args, DATASETS, (config, common) => run(config, { ...common }), DRAWING);
-}
-
-if (import.meta.main) await runMain(() => main(Deno.args));
+if (import.meta.main) await runMain(() => experimentMain(experiment, Deno.args));

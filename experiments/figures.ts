@@ -1,39 +1,22 @@
 /**
  * Redraws every figure from the results files saved under `figures/`, without
- * recomputing anything: `deno task figures [--out figures]`.
+ * recomputing anything: `deno task figures [--out figures]`. Each results file
+ * names its experiment, whose file `experiments/<name>.ts` draws it.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { runMain, UserError } from "../mod.ts";
+import { type AnyExperiment, redrawAll, runMain, UserError } from "../mod.ts";
 
-/** Experiments that can redraw their figure from a results file, by the `experiment` field of that file. */
-const REDRAW: Record<string, () => Promise<{ redraw(path: string, out: string): Promise<string[]> }>> = {
-  figure1: () => import("./figure1.ts"),
-  figure2: () => import("./figure2.ts"),
-  figure4: () => import("./figure4.ts"),
-};
-
-/** Redraws the figure of every `*.results.json` in `dir`; returns the paths written. */
-export async function redrawAll(dir: string): Promise<string[]> {
-  const written: string[] = [];
-  let entries: Deno.DirEntry[];
+/** The experiment of a results file, by name: `experiments/<name>.ts`, or undefined when there is none. */
+export async function findExperiment(name: string): Promise<AnyExperiment | undefined> {
+  const url = new URL(`./${name}.ts`, import.meta.url);
   try {
-    entries = Array.from(Deno.readDirSync(dir)).sort((a, b) => a.name.localeCompare(b.name));
+    await Deno.stat(url);
   } catch {
-    throw new UserError(`no results folder ${dir}: run an experiment first (deno task figure1)`);
+    return undefined;
   }
-  for (const e of entries) {
-    if (!e.name.endsWith(".results.json")) continue;
-    const path = `${dir}/${e.name}`;
-    const experiment = JSON.parse(await Deno.readTextFile(path)).experiment as string;
-    const mod = REDRAW[experiment];
-    if (!mod) {
-      throw new UserError(`${path}: unknown experiment "${experiment}", expected one of ${Object.keys(REDRAW)}`);
-    }
-    written.push(...await (await mod()).redraw(path, dir));
-  }
-  return written;
+  return (await import(url.href)).experiment as AnyExperiment | undefined;
 }
 
 if (import.meta.main) {
@@ -48,7 +31,7 @@ if (import.meta.main) {
       console.log("figures: redraw every figure from its saved results\n\nusage: deno task figures [--out figures]");
       return;
     }
-    const written = await redrawAll(values.out ?? "figures");
+    const written = await redrawAll(values.out ?? "figures", findExperiment);
     for (const p of written) console.log(`wrote ${p}`);
     if (!written.length) console.log("no results files found");
   });

@@ -1,20 +1,18 @@
 import { assert, assertEquals, assertThrows } from "./assert.ts";
-import { parseExperimentArgs, UserError } from "../mod.ts";
-import {
-  CIFAR_DEFAULTS,
-  CIFAR_PRESETS,
-  DEFAULTS,
-  PRESETS,
-  SPEC,
-  specFor,
-  trainConfig,
-} from "../experiments/figure1.ts";
+import { parseArgsFor, parseExperimentArgs, presetConfig, recipeOf, specFor, UserError, zooConfig } from "../mod.ts";
+import { experiment } from "../experiments/figure1.ts";
+
+const SPEC = specFor(experiment, "mnist");
+const DEFAULTS = presetConfig(experiment, "mnist", "quick");
+const PAPER = presetConfig(experiment, "mnist", "paper");
+const CIFAR_DEFAULTS = presetConfig(experiment, "cifar10", "quick");
+const parse = (args: string[]) => parseArgsFor(experiment, args);
 
 Deno.test("flags override the preset, which overrides the defaults", () => {
   const r = parseExperimentArgs(["--preset", "paper", "--restarts", "20", "--backend", "cpu"], SPEC);
   assert("config" in r);
   assertEquals(r.config.restarts, 20);
-  assertEquals(r.config.steps, PRESETS.paper.steps);
+  assertEquals(r.config.steps, PAPER.steps);
   assertEquals(r.config.eps, DEFAULTS.eps);
   assertEquals(r.common.backend, "cpu");
   assertEquals(r.common.preset, "paper");
@@ -73,34 +71,34 @@ Deno.test("figure1 with a bad flag exits 2 with one line and writes nothing", as
 
 Deno.test("--dataset cifar10 switches to the CIFAR-10 defaults and checks the ε scale", () => {
   const args = ["--dataset", "cifar10", "--restarts", "10"];
-  const r = parseExperimentArgs(args, specFor(args));
+  const r = parse(args);
   assert("config" in r);
   assertEquals(r.config.eps, CIFAR_DEFAULTS.eps);
   assertEquals(r.config.batch, 128);
   assertEquals(r.config.restarts, 10);
   const bad = ["--dataset=cifar10", "--eps", "0.03"];
-  assertThrows(() => parseExperimentArgs(bad, specFor(bad)), UserError, "looks like a [0,1]-scale value");
+  assertThrows(() => parse(bad), UserError, "looks like a [0,1]-scale value");
   const mnistEps = ["--eps", "8"];
-  assertThrows(() => parseExperimentArgs(mnistEps, specFor(mnistEps)), UserError, "--eps must be in (0, 1] for MNIST");
+  assertThrows(() => parse(mnistEps), UserError, "--eps must be in (0, 1] for MNIST");
   const schedule = ["--dataset", "cifar10", "--lr-schedule", "cosine"];
   assertThrows(
-    () => parseExperimentArgs(schedule, specFor(schedule)),
+    () => parse(schedule),
     UserError,
     '--lr-schedule must be steps or cyclic, got "cosine"',
   );
   const other = ["--dataset", "svhn"];
   assertThrows(
-    () => parseExperimentArgs(other, specFor(other)),
+    () => parse(other),
     UserError,
     '--dataset must be mnist or cifar10, got "svhn"',
   );
 });
 
 Deno.test("CIFAR-10 schedules: the quick preset's one cycle peaks at 40%, the paper preset drops at 50% and 75% and keeps the paper's decay", () => {
-  const quick = trainConfig(CIFAR_DEFAULTS, "natural");
+  const quick = zooConfig("A_nat", "cifar10", recipeOf(CIFAR_DEFAULTS));
   assertEquals(quick.lrPoints, [[0, 0], [Math.round(0.4 * quick.steps), CIFAR_DEFAULTS.lr], [quick.steps, 0]]);
   assertEquals(quick.lrBoundaries, undefined);
-  const paper = trainConfig({ ...CIFAR_DEFAULTS, ...CIFAR_PRESETS.paper }, "adversarial");
+  const paper = zooConfig("A", "cifar10", recipeOf(presetConfig(experiment, "cifar10", "paper")));
   assertEquals(paper.lrPoints, undefined);
   assertEquals([paper.lr, paper.lrBoundaries, paper.lrValues], [0.1, [40000, 60000], [0.01, 0.001]]);
   // The paper's weight decay whatever the quick preset uses (5e-4, chosen by bench/sweep_torch.py).

@@ -1,41 +1,45 @@
 import { assert, assertEquals, assertSnapshot, assertThrows } from "./assert.ts";
 import {
+  chooseDatasets,
+  type DatasetName,
   gather,
   loadMnist,
   modelDir,
+  type ModelName,
+  parseArgsFor,
   parseExperimentArgs,
   pgd,
+  presetConfig,
+  recipeOf,
+  redrawAll,
+  runExperiment,
+  specFor,
   tf,
   type TrainConfig,
   trainModel,
   UserError,
+  writeResults,
+  zooConfig,
 } from "../mod.ts";
-import {
-  CIFAR_DEFAULTS,
-  CIFAR_PRESETS,
-  DATASETS,
-  DEFAULTS,
-  figure,
-  iterationsToFraction,
-  PRESETS,
-  type Results,
-  run,
-  SPEC,
-  specFor,
-  table,
-  trainConfigOf,
-  write,
-} from "../experiments/figure2.ts";
+import { type Config, experiment, figure, iterationsToFraction, type Results, table } from "../experiments/figure2.ts";
 import * as figure1 from "../experiments/figure1.ts";
-import { redrawAll } from "../experiments/figures.ts";
-import { chooseDatasets } from "../lib/experiment/harness.ts";
+import { findExperiment } from "../experiments/figures.ts";
 import { configHash } from "../lib/core/hash.ts";
 import { cifarFixture, onFastBackend } from "./fixtures/cifar_data.ts";
 
 await tf.setBackend("cpu");
 
-const SMOKE = { ...DEFAULTS, ...PRESETS.smoke };
-const CIFAR_SMOKE = { ...CIFAR_DEFAULTS, ...CIFAR_PRESETS.smoke };
+const SMOKE = presetConfig(experiment, "mnist", "smoke");
+const CIFAR_SMOKE = presetConfig(experiment, "cifar10", "smoke");
+const SPEC = specFor(experiment, "mnist");
+
+/** The zoo's model of each of the two kinds Figure 2 attacks (Figure 1's models). */
+const ZOO = { natural: "A_nat", adversarial: "A" } as const satisfies Record<string, ModelName>;
+
+/** The training config of the natural or the adversarially trained model of a config (the zoo's, as the run's). */
+function trainConfigOf(c: Config, kind: "natural" | "adversarial"): TrainConfig {
+  return zooConfig(ZOO[kind], c.dataset, recipeOf(c));
+}
 
 /** A small results object with fixed numbers, for the spec and table snapshots. */
 function fixture(): Results {
@@ -156,17 +160,21 @@ Deno.test("iterations to 90% of the rise: first iterate past the mark, 0 when th
   assertEquals(iterationsToFraction([3, 2, 1]), 0);
 });
 
-Deno.test("figure 2 trains nothing of its own: its training configs are Figure 1's for every preset and dataset", () => {
-  for (const preset of ["quick", "paper", "smoke"]) {
-    const pick = <T>(d: T, p: Record<string, Partial<T>>) => ({ ...d, ...(preset === "quick" ? {} : p[preset]) });
-    for (
-      const [c2, c1] of [
-        [pick(DEFAULTS, PRESETS), pick(figure1.DEFAULTS, figure1.PRESETS)],
-        [pick(CIFAR_DEFAULTS, CIFAR_PRESETS), pick(figure1.CIFAR_DEFAULTS, figure1.CIFAR_PRESETS)],
-      ] as const
-    ) {
-      for (const kind of ["natural", "adversarial"] as const) {
-        assertEquals(trainConfigOf(c2, kind), figure1.trainConfig(c1, kind), `${c2.dataset} ${preset} ${kind}`);
+Deno.test("figure 2 trains nothing of its own: its models are Figure 1's for every preset and dataset", async () => {
+  for (const dataset of ["mnist", "cifar10"] as const satisfies DatasetName[]) {
+    for (const preset of ["quick", "paper", "smoke"]) {
+      const c2 = presetConfig(experiment, dataset, preset);
+      const c1 = presetConfig(figure1.experiment, dataset, preset);
+      const what = `${dataset} ${preset}`;
+      assertEquals(c2.dataset, dataset, what);
+      // The same zoo models, natural and adversarially trained, of the same recipe: the same configs and cache entries.
+      const models = experiment.models!(c2);
+      assertEquals(models, figure1.experiment.models!(c1), what);
+      assertEquals([...models].sort(), [ZOO.adversarial, ZOO.natural], what);
+      for (const name of models) {
+        const t2 = zooConfig(name, dataset, recipeOf(c2));
+        assertEquals(t2, zooConfig(name, dataset, recipeOf(c1)), `${what} ${name}`);
+        assertEquals(await modelDir(t2), await modelDir(zooConfig(name, dataset, recipeOf(c1))), `${what} ${name}`);
       }
     }
   }
@@ -176,13 +184,13 @@ Deno.test("figure 2 CIFAR-10 quick preset reads the models of Figure 1's committ
   const f1 = JSON.parse(await Deno.readTextFile(new URL("../figures/figure1_cifar10.results.json", import.meta.url)));
   assertEquals(f1.preset, "quick");
   for (const kind of ["natural", "adversarial"] as const) {
-    assertEquals(await configHash(trainConfigOf(CIFAR_DEFAULTS, kind)), f1.models[kind].hash, kind);
+    const quick = presetConfig(experiment, "cifar10", "quick");
+    assertEquals(await configHash(trainConfigOf(quick, kind)), f1.models[kind].hash, kind);
   }
 });
 
 Deno.test("figure 2 command line: --dataset cifar10 takes CIFAR-10's defaults and presets; bad values are named", () => {
-  const cifar = (args: string[]) =>
-    parseExperimentArgs(["--dataset", "cifar10", ...args], specFor(["--dataset", "cifar10"]));
+  const cifar = (args: string[]) => parseArgsFor(experiment, ["--dataset", "cifar10", ...args]);
   const q = cifar([]);
   assert("config" in q);
   assertEquals([q.config.dataset, q.config.eps, q.config.steps, q.config.stepSize, q.config.restarts], [
@@ -192,16 +200,21 @@ Deno.test("figure 2 command line: --dataset cifar10 takes CIFAR-10's defaults an
     2,
     20,
   ]);
+  assertEquals(q.config, presetConfig(experiment, "cifar10", "quick"));
   const smoke = cifar(["--preset", "smoke"]);
   assert("config" in smoke && smoke.config.units === 1 && smoke.config.steps === 2);
   assertThrows(() => cifar(["--eps", "0.03"]), UserError, "[0,1]-scale");
   assertThrows(() => cifar(["--resnet", "huge"]), UserError, "--resnet");
-  assertEquals(specFor(["--dataset=cifar10"]).defaults, CIFAR_DEFAULTS);
-  assertThrows(
-    () => parseExperimentArgs(["--dataset", "svhn"], specFor(["--dataset", "svhn"])),
-    UserError,
-    'got "svhn"',
-  );
+  // The same through the CIFAR-10 spec itself, and --dataset=cifar10 picks CIFAR-10's defaults.
+  const viaSpec = parseExperimentArgs(["--dataset", "cifar10"], specFor(experiment, "cifar10"));
+  assert("config" in viaSpec);
+  assertEquals(viaSpec.config, q.config);
+  assertEquals(specFor(experiment, "cifar10").defaults, presetConfig(experiment, "cifar10", "quick"));
+  const eq = parseArgsFor(experiment, ["--dataset=cifar10"]);
+  assert("config" in eq);
+  assertEquals(eq.config, presetConfig(experiment, "cifar10", "quick"));
+  assertThrows(() => parseArgsFor(experiment, ["--dataset", "svhn"]), UserError, 'got "svhn"');
+  assertThrows(() => parseExperimentArgs(["--dataset", "svhn"], SPEC), UserError, 'got "svhn"');
   assertThrows(() => parseExperimentArgs(["--eps", "8"], SPEC), UserError, "MNIST pixels");
   assertThrows(() => parseExperimentArgs(["--example", "10000"], SPEC), UserError, "--example");
   const ok = parseExperimentArgs(["--dataset", "mnist", "--preset", "smoke"], SPEC);
@@ -210,13 +223,15 @@ Deno.test("figure 2 command line: --dataset cifar10 takes CIFAR-10's defaults an
 
 Deno.test("figure 2 without --dataset: MNIST only, and why, when Figure 1's CIFAR-10 models are not cached", async () => {
   const cacheDir = await Deno.makeTempDir();
-  const empty = await chooseDatasets(["--preset", "smoke", "--cache-dir", cacheDir], DATASETS);
+  const empty = await chooseDatasets(experiment, ["--preset", "smoke", "--cache-dir", cacheDir]);
   assertEquals(empty.datasets, ["mnist"]);
   assert(empty.why.includes("not trained in the cache") && empty.why.includes("deno task figure1 --dataset cifar10"));
-  assert(empty.why.includes(await modelDir(trainConfigOf(CIFAR_SMOKE, "adversarial"), cacheDir)), empty.why);
-  assertEquals((await chooseDatasets(["--dataset", "cifar10"], DATASETS)).datasets, ["cifar10"]);
-  assertEquals((await chooseDatasets(["--dataset=mnist"], DATASETS)).datasets, ["mnist"]);
-  const badEps = await chooseDatasets(["--eps", "0.1", "--cache-dir", cacheDir], DATASETS);
+  for (const kind of ["natural", "adversarial"] as const) {
+    assert(empty.why.includes(await modelDir(trainConfigOf(CIFAR_SMOKE, kind), cacheDir)), empty.why);
+  }
+  assertEquals((await chooseDatasets(experiment, ["--dataset", "cifar10"])).datasets, ["cifar10"]);
+  assertEquals((await chooseDatasets(experiment, ["--dataset=mnist"])).datasets, ["mnist"]);
+  const badEps = await chooseDatasets(experiment, ["--eps", "0.1", "--cache-dir", cacheDir]);
   assertEquals(badEps.datasets, ["mnist"]);
   assert(badEps.why.includes("do not fit cifar10"), badEps.why);
   await Deno.remove(cacheDir, { recursive: true });
@@ -227,7 +242,12 @@ Deno.test("figure2 smoke preset end to end: curves, figure files, cache reuse, r
   const out = await Deno.makeTempDir();
   const train = await loadMnist("train", { limit: SMOKE.trainExamples });
   const test = await loadMnist("test");
-  const results = await run(SMOKE, { preset: "smoke", cacheDir, quiet: true, train, test });
+  const results = await runExperiment(experiment, SMOKE, {
+    preset: "smoke",
+    cacheDir,
+    quiet: true,
+    data: { train, test },
+  });
   for (const kind of ["natural", "adversarial"] as const) {
     const m = results.models[kind];
     assertEquals(m.curves.length, SMOKE.restarts);
@@ -240,7 +260,7 @@ Deno.test("figure2 smoke preset end to end: curves, figure files, cache reuse, r
   }
   assertEquals(results.backend.name, "cpu");
   assertEquals(results.example.label, test.labels[results.example.index]);
-  const written = await write(results, out);
+  const written = await writeResults(experiment, results, out);
   assertEquals(written.map((p) => p.split("/").pop()), [
     "figure2_mnist.results.json",
     "figure2_mnist.vl.json",
@@ -249,13 +269,31 @@ Deno.test("figure2 smoke preset end to end: curves, figure files, cache reuse, r
     "figure2_mnist.md",
   ]);
   const saved = JSON.parse(await Deno.readTextFile(`${out}/figure2_mnist.results.json`));
-  for (const key of ["config", "seed", "backend", "versions", "wall_seconds", "models", "example"]) {
+  for (
+    const key of [
+      "experiment",
+      "dataset",
+      "preset",
+      "config",
+      "seed",
+      "backend",
+      "versions",
+      "wall_seconds",
+      "models",
+      "example",
+    ]
+  ) {
     assert(key in saved);
   }
 
   // A second run reuses both cached models, holds no tensors afterwards and gives the same curves.
   const before = tf.memory().numTensors;
-  const again = await run(SMOKE, { preset: "smoke", cacheDir, quiet: true, train, test });
+  const again = await runExperiment(experiment, SMOKE, {
+    preset: "smoke",
+    cacheDir,
+    quiet: true,
+    data: { train, test },
+  });
   assertEquals(tf.memory().numTensors, before);
   assert(again.models.natural.fromCache && again.models.adversarial.fromCache);
   assertEquals(again.models.adversarial.curves, results.models.adversarial.curves);
@@ -281,7 +319,7 @@ Deno.test("figure2 smoke preset end to end: curves, figure files, cache reuse, r
   // The figures task redraws from the results alone.
   const svg = await Deno.readTextFile(`${out}/figure2_mnist.svg`);
   await Deno.remove(`${out}/figure2_mnist.svg`);
-  await redrawAll(out);
+  await redrawAll(out, findExperiment);
   assertEquals(await Deno.readTextFile(`${out}/figure2_mnist.svg`), svg);
   await Deno.remove(cacheDir, { recursive: true });
   await Deno.remove(out, { recursive: true });
@@ -292,7 +330,12 @@ Deno.test("figure2 --dataset cifar10 smoke preset end to end on fixture data: cu
     const cacheDir = await Deno.makeTempDir();
     const out = await Deno.makeTempDir();
     const train = cifarFixture(64, 1), test = cifarFixture(16, 2);
-    const results = await run(CIFAR_SMOKE, { preset: "smoke", cacheDir, quiet: true, train, test });
+    const results = await runExperiment(experiment, CIFAR_SMOKE, {
+      preset: "smoke",
+      cacheDir,
+      quiet: true,
+      data: { train, test },
+    });
     assertEquals(results.dataset, "cifar10");
     assertEquals(results.models.adversarial.train.method, "fgsm");
     assertEquals(results.models.adversarial.train.eps, 8);
@@ -306,7 +349,7 @@ Deno.test("figure2 --dataset cifar10 smoke preset end to end on fixture data: cu
       assert(new Set(m.curves.map((c) => c[0])).size > 1, `${kind}: all restarts start with the same loss`);
     }
     assertEquals(results.example.label, test.labels[results.example.index]);
-    const written = await write(results, out);
+    const written = await writeResults(experiment, results, out);
     assertEquals(written.map((p) => p.split("/").pop()), [
       "figure2_cifar10.results.json",
       "figure2_cifar10.vl.json",
@@ -318,15 +361,20 @@ Deno.test("figure2 --dataset cifar10 smoke preset end to end on fixture data: cu
     assert(md.includes("Figure 2 (CIFAR-10)") && md.includes("ε = 8"), md);
 
     // With the models cached, a run without --dataset would take CIFAR-10 too, and says so.
-    const both = await chooseDatasets(["--preset", "smoke", "--cache-dir", cacheDir], DATASETS);
+    const both = await chooseDatasets(experiment, ["--preset", "smoke", "--cache-dir", cacheDir]);
     assertEquals(both.datasets, ["mnist", "cifar10"]);
     assert(both.why.includes("are cached"), both.why);
-    const retrain = await chooseDatasets(["--preset", "smoke", "--cache-dir", cacheDir, "--retrain"], DATASETS);
+    const retrain = await chooseDatasets(experiment, ["--preset", "smoke", "--cache-dir", cacheDir, "--retrain"]);
     assertEquals(retrain.datasets, ["mnist"]);
 
     // A second run reuses both cached models (no training data at all), holds no tensors and gives the same curves.
     const before = tf.memory().numTensors;
-    const again = await run(CIFAR_SMOKE, { preset: "smoke", cacheDir, quiet: true, test });
+    const again = await runExperiment(experiment, CIFAR_SMOKE, {
+      preset: "smoke",
+      cacheDir,
+      quiet: true,
+      data: { test },
+    });
     assertEquals(tf.memory().numTensors, before);
     assert(again.models.natural.fromCache && again.models.adversarial.fromCache);
     assertEquals(again.models.adversarial.curves, results.models.adversarial.curves);
@@ -356,7 +404,7 @@ Deno.test("figure2 --dataset cifar10 smoke preset end to end on fixture data: cu
     // The figures task redraws from the results alone.
     const svg = await Deno.readTextFile(`${out}/figure2_cifar10.svg`);
     await Deno.remove(`${out}/figure2_cifar10.svg`);
-    await redrawAll(out);
+    await redrawAll(out, findExperiment);
     assertEquals(await Deno.readTextFile(`${out}/figure2_cifar10.svg`), svg);
     await Deno.remove(cacheDir, { recursive: true });
     await Deno.remove(out, { recursive: true });

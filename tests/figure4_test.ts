@@ -1,34 +1,53 @@
 import { assert, assertEquals, assertSnapshot, assertThrows } from "./assert.ts";
-import { loadMnist, parseExperimentArgs, tf, type TrainConfig, UserError } from "../mod.ts";
+import {
+  chooseDatasets,
+  type DatasetName,
+  loadMnist,
+  modelDir,
+  type ModelName,
+  parseArgsFor,
+  parseExperimentArgs,
+  presetConfig,
+  recipeOf,
+  redrawAll,
+  runExperiment,
+  specFor,
+  tf,
+  type TrainConfig,
+  UserError,
+  writeResults,
+  zooConfig,
+} from "../mod.ts";
 import {
   aroundDrops,
   blockMeans,
-  CIFAR_DEFAULTS,
-  CIFAR_PRESETS,
-  DATASETS,
-  DEFAULTS,
+  type Config,
+  experiment,
   figure,
   lrDrops,
   movingAverage,
-  PRESETS,
   type Results,
-  run,
-  SPEC,
-  specFor,
   table,
-  trainConfigOf,
-  write,
 } from "../experiments/figure4.ts";
 import * as figure1 from "../experiments/figure1.ts";
-import { redrawAll } from "../experiments/figures.ts";
-import { chooseDatasets } from "../lib/experiment/harness.ts";
+import { findExperiment } from "../experiments/figures.ts";
 import { configHash } from "../lib/core/hash.ts";
 import { cifarFixture, onFastBackend } from "./fixtures/cifar_data.ts";
 
 await tf.setBackend("cpu");
 
-const SMOKE = { ...DEFAULTS, ...PRESETS.smoke };
-const CIFAR_SMOKE = { ...CIFAR_DEFAULTS, ...CIFAR_PRESETS.smoke };
+const DEFAULTS = presetConfig(experiment, "mnist", "quick");
+const SMOKE = presetConfig(experiment, "mnist", "smoke");
+const CIFAR_SMOKE = presetConfig(experiment, "cifar10", "smoke");
+const SPEC = specFor(experiment, "mnist");
+
+/** The zoo's model of each of the two kinds Figure 4 reads (Figure 1's models). */
+const ZOO = { natural: "A_nat", adversarial: "A" } as const satisfies Record<string, ModelName>;
+
+/** The training config of the natural or the adversarially trained model of a config (the zoo's, as the run's). */
+function trainConfigOf(c: Config, kind: "natural" | "adversarial"): TrainConfig {
+  return zooConfig(ZOO[kind], c.dataset, recipeOf(c));
+}
 
 /** A results object with a fixed, decreasing loss history of `steps` steps per model. */
 function fixture(steps = { natural: 40, adversarial: 60 }, maxPoints = DEFAULTS.maxPoints): Results {
@@ -185,27 +204,38 @@ Deno.test("block means and moving average", () => {
   assertEquals(movingAverage([2, 4, 6, 8], 1), [2, 4, 6, 8]);
 });
 
-Deno.test("figure 4 reads Figure 1's models for every preset and dataset; --dataset cifar10 takes its presets", () => {
-  for (const preset of ["quick", "paper", "smoke"]) {
-    const pick = <T>(d: T, p: Record<string, Partial<T>>) => ({ ...d, ...(preset === "quick" ? {} : p[preset]) });
-    for (
-      const [c4, c1] of [
-        [pick(DEFAULTS, PRESETS), pick(figure1.DEFAULTS, figure1.PRESETS)],
-        [pick(CIFAR_DEFAULTS, CIFAR_PRESETS), pick(figure1.CIFAR_DEFAULTS, figure1.CIFAR_PRESETS)],
-      ] as const
-    ) {
-      for (const kind of ["natural", "adversarial"] as const) {
-        assertEquals(trainConfigOf(c4, kind), figure1.trainConfig(c1, kind), `${c4.dataset} ${preset} ${kind}`);
+Deno.test("figure 4 reads Figure 1's models for every preset and dataset; --dataset cifar10 takes its presets", async () => {
+  for (const dataset of ["mnist", "cifar10"] as const satisfies DatasetName[]) {
+    for (const preset of ["quick", "paper", "smoke"]) {
+      const c4 = presetConfig(experiment, dataset, preset);
+      const c1 = presetConfig(figure1.experiment, dataset, preset);
+      const what = `${dataset} ${preset}`;
+      assertEquals(c4.dataset, dataset, what);
+      // The same zoo models, natural and adversarially trained, of the same recipe: the same configs and cache entries.
+      const models = experiment.models!(c4);
+      assertEquals(models, figure1.experiment.models!(c1), what);
+      assertEquals([...models].sort(), [ZOO.adversarial, ZOO.natural], what);
+      for (const name of models) {
+        const t4 = zooConfig(name, dataset, recipeOf(c4));
+        assertEquals(t4, zooConfig(name, dataset, recipeOf(c1)), `${what} ${name}`);
+        assertEquals(await modelDir(t4), await modelDir(zooConfig(name, dataset, recipeOf(c1))), `${what} ${name}`);
       }
     }
   }
-  const cifar = (args: string[]) =>
-    parseExperimentArgs(["--dataset", "cifar10", ...args], specFor(["--dataset", "cifar10"]));
+  const cifar = (args: string[]) => parseArgsFor(experiment, ["--dataset", "cifar10", ...args]);
   const q = cifar([]);
-  assert("config" in q && q.config.dataset === "cifar10" && q.config.eps === 8);
-  assertEquals(q.config.advSteps, figure1.CIFAR_DEFAULTS.advSteps);
-  assertThrows(() => cifar(["--eps", "0.03"]), UserError, "[0,1]-scale");
+  assert("config" in q && q.config.dataset === "cifar10" && q.config.trainEps === 8);
+  assertEquals(q.config, presetConfig(experiment, "cifar10", "quick"));
+  assertEquals(q.config.advSteps, presetConfig(figure1.experiment, "cifar10", "quick").advSteps);
+  const viaSpec = parseExperimentArgs(["--dataset", "cifar10"], specFor(experiment, "cifar10"));
+  assert("config" in viaSpec);
+  assertEquals(viaSpec.config, q.config);
+  // The training ε is the recipe's --train-eps, on CIFAR-10's [0, 255] scale; figure 4 has no attack of its own.
+  assertThrows(() => cifar(["--train-eps", "0.03"]), UserError, "[0,1]-scale");
+  assertThrows(() => cifar(["--eps", "8"]), UserError, "'--eps'");
+  assertThrows(() => parseExperimentArgs(["--eps", "0.3"], SPEC), UserError, "'--eps'");
   assertThrows(() => parseExperimentArgs(["--dataset", "svhn"], SPEC), UserError, 'got "svhn"');
+  assertThrows(() => parseArgsFor(experiment, ["--dataset", "svhn"]), UserError, 'got "svhn"');
   assertThrows(() => parseExperimentArgs(["--smooth", "0"], SPEC), UserError, "--smooth");
 });
 
@@ -213,7 +243,8 @@ Deno.test("figure 4 CIFAR-10 quick preset reads the histories of Figure 1's comm
   const f1 = JSON.parse(await Deno.readTextFile(new URL("../figures/figure1_cifar10.results.json", import.meta.url)));
   assertEquals(f1.preset, "quick");
   for (const kind of ["natural", "adversarial"] as const) {
-    assertEquals(await configHash(trainConfigOf(CIFAR_DEFAULTS, kind)), f1.models[kind].hash, kind);
+    const quick = presetConfig(experiment, "cifar10", "quick");
+    assertEquals(await configHash(trainConfigOf(quick, kind)), f1.models[kind].hash, kind);
   }
 });
 
@@ -222,14 +253,13 @@ Deno.test("figure4 smoke run after figure1's smoke run trains nothing; files and
   const out = await Deno.makeTempDir();
   const train = await loadMnist("train", { limit: SMOKE.trainExamples });
   const test = await loadMnist("test", { limit: 100 });
-  const f1 = await figure1.run({ ...figure1.DEFAULTS, ...figure1.PRESETS.smoke }, {
+  const f1 = await runExperiment(figure1.experiment, presetConfig(figure1.experiment, "mnist", "smoke"), {
     preset: "smoke",
     cacheDir,
     quiet: true,
-    train,
-    test,
+    data: { train, test },
   });
-  const results = await run(SMOKE, { preset: "smoke", cacheDir, quiet: true, train });
+  const results = await runExperiment(experiment, SMOKE, { preset: "smoke", cacheDir, quiet: true, data: { train } });
   for (const kind of ["natural", "adversarial"] as const) {
     const m = results.models[kind];
     assert(m.fromCache, `${kind} was trained again`);
@@ -239,7 +269,7 @@ Deno.test("figure4 smoke run after figure1's smoke run trains nothing; files and
     assertEquals(m.loss.length, m.steps);
     assert(m.loss.every((v) => Number.isFinite(v) && v > 0));
   }
-  const written = await write(results, out);
+  const written = await writeResults(experiment, results, out);
   assertEquals(written.map((p) => p.split("/").pop()), [
     "figure4_mnist.results.json",
     "figure4_mnist.vl.json",
@@ -248,11 +278,15 @@ Deno.test("figure4 smoke run after figure1's smoke run trains nothing; files and
     "figure4_mnist.md",
   ]);
   const saved = JSON.parse(await Deno.readTextFile(`${out}/figure4_mnist.results.json`));
-  for (const key of ["config", "seed", "backend", "versions", "wall_seconds", "models"]) assert(key in saved, key);
+  for (
+    const key of ["experiment", "dataset", "preset", "config", "seed", "backend", "versions", "wall_seconds", "models"]
+  ) {
+    assert(key in saved, key);
+  }
   assert((await Deno.readTextFile(`${out}/figure4_mnist.md`)).includes("from the cache"));
   const svg = await Deno.readTextFile(`${out}/figure4_mnist.svg`);
   await Deno.remove(`${out}/figure4_mnist.svg`);
-  await redrawAll(out);
+  await redrawAll(out, findExperiment);
   assertEquals(await Deno.readTextFile(`${out}/figure4_mnist.svg`), svg);
   await Deno.remove(cacheDir, { recursive: true });
   await Deno.remove(out, { recursive: true });
@@ -261,9 +295,9 @@ Deno.test("figure4 smoke run after figure1's smoke run trains nothing; files and
 Deno.test("figure4 with an empty cache trains as Figure 1 would, then reads the same history back", async () => {
   const cacheDir = await Deno.makeTempDir();
   const train = await loadMnist("train", { limit: SMOKE.trainExamples });
-  const first = await run(SMOKE, { preset: "smoke", cacheDir, quiet: true, train });
+  const first = await runExperiment(experiment, SMOKE, { preset: "smoke", cacheDir, quiet: true, data: { train } });
   assert(!first.models.natural.fromCache && !first.models.adversarial.fromCache);
-  const again = await run(SMOKE, { preset: "smoke", cacheDir, quiet: true, train });
+  const again = await runExperiment(experiment, SMOKE, { preset: "smoke", cacheDir, quiet: true, data: { train } });
   assert(again.models.natural.fromCache && again.models.adversarial.fromCache);
   assertEquals(again.models.adversarial.loss, first.models.adversarial.loss);
   assertEquals(again.models.natural.loss, first.models.natural.loss);
@@ -274,20 +308,20 @@ Deno.test("figure4 --dataset cifar10 smoke after figure1's: histories from the c
   onFastBackend(async () => {
     const cacheDir = await Deno.makeTempDir();
     const out = await Deno.makeTempDir();
-    const f1 = await figure1.run({ ...figure1.CIFAR_DEFAULTS, ...figure1.CIFAR_PRESETS.smoke }, {
+    const f1 = await runExperiment(figure1.experiment, presetConfig(figure1.experiment, "cifar10", "smoke"), {
       preset: "smoke",
       cacheDir,
       quiet: true,
-      train: cifarFixture(64, 1),
-      test: cifarFixture(16, 2),
+      data: { train: cifarFixture(64, 1), test: cifarFixture(16, 2) },
     });
-    const before = await chooseDatasets(["--preset", "smoke", "--cache-dir", cacheDir], DATASETS);
+    const before = await chooseDatasets(experiment, ["--preset", "smoke", "--cache-dir", cacheDir]);
     assertEquals(before.datasets, ["mnist", "cifar10"]);
     // No training data is given and the data folder does not exist: cached models need none.
-    const results = await run({ ...CIFAR_SMOKE, dataDir: `${cacheDir}/no-such-folder` }, {
+    const results = await runExperiment(experiment, CIFAR_SMOKE, {
       preset: "smoke",
       cacheDir,
       quiet: true,
+      dataDir: `${cacheDir}/no-such-folder`,
     });
     assertEquals(results.dataset, "cifar10");
     for (const kind of ["natural", "adversarial"] as const) {
@@ -299,7 +333,7 @@ Deno.test("figure4 --dataset cifar10 smoke after figure1's: histories from the c
       assert(m.loss.every((v) => Number.isFinite(v) && v > 0));
     }
     assertEquals(results.models.adversarial.train.method, "fgsm");
-    const written = await write(results, out);
+    const written = await writeResults(experiment, results, out);
     assertEquals(written.map((p) => p.split("/").pop()), [
       "figure4_cifar10.results.json",
       "figure4_cifar10.vl.json",
@@ -311,7 +345,7 @@ Deno.test("figure4 --dataset cifar10 smoke after figure1's: histories from the c
     assert(md.includes("Figure 4 (CIFAR-10)") && md.includes("from the cache"), md);
     const svg = await Deno.readTextFile(`${out}/figure4_cifar10.svg`);
     await Deno.remove(`${out}/figure4_cifar10.svg`);
-    await redrawAll(out);
+    await redrawAll(out, findExperiment);
     assertEquals(await Deno.readTextFile(`${out}/figure4_cifar10.svg`), svg);
     await Deno.remove(cacheDir, { recursive: true });
     await Deno.remove(out, { recursive: true });

@@ -1,10 +1,10 @@
 /**
- * lib/nn/layers.ts: Conv2D and Dense through the plain ops give TF.js's outputs and
+ * lib/nn/_layers.ts: Conv2D and Dense through the plain ops give TF.js's outputs and
  * gradients, skip the weight gradients when only the input's is asked for, and
  * come back as themselves from a saved model.
  */
 import assert from "node:assert/strict";
-import { conv2d, dense, LeanConv2D, LeanDense } from "../lib/nn/layers.ts";
+import { conv2d, dense, LeanConv2D, LeanDense } from "../lib/nn/_layers.ts";
 import { tf, tfl } from "../lib/core/tf.ts";
 import { relError } from "./assert.ts";
 

@@ -23,6 +23,17 @@ import {
   useCompiledLoops,
   useDnnl,
 } from "../lib/backends/native/mod.ts";
+import {
+  ADAM_UPDATE,
+  BN_ACT_GRAD,
+  BN_ACT_INFER,
+  BN_ACT_INFER_GRAD,
+  BN_ACT_TRAIN,
+  MOMENTUM_UPDATE,
+  PGD_UPDATE,
+  STANDARDIZE,
+  STANDARDIZE_GRAD,
+} from "../lib/backends/kernel_names.ts";
 import { tf } from "../lib/core/tf.ts";
 
 const blas = loadBlas();
@@ -455,15 +466,15 @@ Deno.test({
       tf.getKernelsForBackend(NATIVE_BACKEND).map((k) => k.kernelName).sort(),
       [
         ...tf.getKernelsForBackend("cpu").map((k) => k.kernelName),
-        "AdvBatchNormActGrad",
-        "AdvBatchNormActTrain",
-        "AdvBatchNormActInfer",
-        "AdvBatchNormActInferGrad",
-        "AdvAdamUpdate",
-        "AdvMomentumUpdate",
-        "AdvStandardize",
-        "AdvStandardizeGrad",
-        "AdvPgdUpdate",
+        BN_ACT_GRAD,
+        BN_ACT_TRAIN,
+        BN_ACT_INFER,
+        BN_ACT_INFER_GRAD,
+        ADAM_UPDATE,
+        MOMENTUM_UPDATE,
+        STANDARDIZE,
+        STANDARDIZE_GRAD,
+        PGD_UPDATE,
       ]
         .sort(),
     );
@@ -560,7 +571,7 @@ Deno.test({
   ignore,
   fn: async () => {
     await setup();
-    const { batchNormActTrain } = await import("../lib/nn/fused.ts");
+    const { batchNormActTrain } = await import("../lib/nn/_fused.ts");
     await eachLoops(async (loops) => {
       // 60 rows: less than one block of the C loops; 567 rows: several blocks and a remainder, split across threads
       for (const shape of [[4, 5, 3, 6], [7, 9, 9, 5]]) {
@@ -575,7 +586,7 @@ Deno.test({
         });
       }
     });
-    const { batchNormActInfer } = await import("../lib/nn/fused.ts");
+    const { batchNormActInfer } = await import("../lib/nn/_fused.ts");
     await eachLoops(async (loops) => {
       for (const shape of [[4, 5, 3, 6], [7, 9, 9, 5]]) {
         await assertSame(`bn+leaky inference ${shape} and its gradients (${loops} loops)`, () => {
@@ -597,7 +608,7 @@ Deno.test({
   ignore,
   fn: async () => {
     await setup();
-    const { PerImageStandardization, STANDARDIZE } = await import("../lib/nn/resnet.ts");
+    const { PerImageStandardization } = await import("../lib/nn/resnet.ts");
     const layer = new PerImageStandardization();
     const f = (x: tf.Tensor) => layer.apply(x) as tf.Tensor;
     await tf.setBackend(NATIVE_BACKEND);
@@ -621,7 +632,7 @@ Deno.test({
   ignore,
   fn: async () => {
     await setup();
-    const { PGD_UPDATE, signStep } = await import("../lib/attacks/pgd.ts");
+    const { signStep } = await import("../lib/attacks/pgd.ts");
     assert.ok(tf.getKernel(PGD_UPDATE, NATIVE_BACKEND), "the native backend registers the PGD update kernel");
     await eachLoops(async (loops) => {
       for (

@@ -15,7 +15,7 @@ import {
   type ResNetShape,
 } from "../lib/nn/resnet.ts";
 import { loadModel, saveModel } from "../lib/train/checkpoint.ts";
-import { batchNormActInfer, batchNormActTrain } from "../lib/nn/fused.ts";
+import { batchNormActInfer, batchNormActTrain } from "../lib/nn/_fused.ts";
 import { Rng } from "../lib/core/rng.ts";
 
 await tf.setBackend("cpu");

@@ -22,6 +22,7 @@ import {
   wasmSimdStats,
   wasmSimdThreads,
 } from "../lib/backends/wasm/mod.ts";
+import { ADAM_UPDATE, MOMENTUM_UPDATE } from "../lib/backends/kernel_names.ts";
 
 await registerWasmBackend();
 await tf.setBackend("wasm");
@@ -217,7 +218,7 @@ Deno.test("fused Adam and momentum updates on wasm give the composed updates' fl
       return [w.sub(m2.mul(a).div(v2.sqrt().add(eps))), m2, v2];
     });
   const fused = () =>
-    tf.engine().runKernel("AdvAdamUpdate", { variable: w, m, v, grad: g }, {
+    tf.engine().runKernel(ADAM_UPDATE, { variable: w, m, v, grad: g }, {
       step: a,
       beta1: b1,
       beta2: b2,
@@ -236,7 +237,7 @@ Deno.test("fused Adam and momentum updates on wasm give the composed updates' fl
         return [w.sub(v2.mul(0.1)), v2];
       });
     const fusedMomentum = () =>
-      tf.engine().runKernel("AdvMomentumUpdate", { variable: w, v, grad: g }, {
+      tf.engine().runKernel(MOMENTUM_UPDATE, { variable: w, v, grad: g }, {
         lr: 0.1,
         momentum: 0.9,
         decay,

@@ -1,5 +1,5 @@
 /**
- * The fast wasm gradient kernels of lib/backends/wasm/mod.ts against the reference `cpu`
+ * The fast wasm gradient kernels of lib/backends/wasm/ (_conv_*_grad.ts, _matmul.ts, _pool.ts) against the reference `cpu`
  * backend: each kernel on random shapes, model A's gradients, one training step; and that the threaded
  * build started.
  *

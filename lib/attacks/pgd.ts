@@ -11,6 +11,7 @@ import { tf, type tfl } from "../core/tf.ts";
 import { crossEntropy, cwLoss, isCorrect } from "../nn/losses.ts";
 import { logits } from "../nn/mnist_net.ts";
 import { Rng } from "../core/rng.ts";
+import { PGD_UPDATE } from "../backends/kernel_names.ts";
 
 /** Options of {@link pgd} and {@link perturb}. */
 export interface PgdOptions {
@@ -111,8 +112,8 @@ export function pgdStep(
   return { next, loss: loss! };
 }
 
-/** Kernel name of {@link signStep} as one pass, registered by the native backend. */
-export const PGD_UPDATE = "AdvPgdUpdate";
+/** Kernel name of {@link signStep} as one pass, registered by the native backend (lib/backends/kernel_names.ts). */
+export { PGD_UPDATE };
 
 /**
  * The update of an L∞ PGD step: xAdv + α·sign(g), projected onto the ε-ball

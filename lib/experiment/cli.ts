@@ -40,6 +40,8 @@ export interface CommonFlags {
   cacheDir: string;
   /** Less output. */
   quiet: boolean;
+  /** CIFAR-10: folder of the binary version ("": the CIFAR10_DIR variable, then the cache). */
+  dataDir: string;
 }
 
 const COMMON = {
@@ -48,6 +50,7 @@ const COMMON = {
   retrain: { type: "boolean", help: "train again even if a cached model exists" },
   out: { type: "string", help: "output folder (default figures)" },
   "cache-dir": { type: "string", help: "model cache folder (default .cache)" },
+  "data-dir": { type: "string", help: "CIFAR-10 binary folder (default: CIFAR10_DIR, then <cache-dir>/cifar10)" },
   quiet: { type: "boolean", help: "no progress lines" },
   help: { type: "boolean", help: "show this help" },
 } as const;
@@ -122,6 +125,7 @@ export function parseExperimentArgs<C extends object>(
       out: (values.out as string | undefined) ?? "figures",
       cacheDir: (values["cache-dir"] as string | undefined) ?? ".cache",
       quiet: Boolean(values.quiet),
+      dataDir: (values["data-dir"] as string | undefined) ?? "",
     },
   };
 }

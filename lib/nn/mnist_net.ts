@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { conv2d, dense } from "./layers.ts";
+import { conv2d, dense } from "./_layers.ts";
 import { tf, tfl } from "../core/tf.ts";
 
 /** Widths of the MNIST convolutional network (Madry et al., model A shape). */

@@ -16,13 +16,13 @@
  *
  * @module
  */
-import { conv2d, dense, type Kwargs, type LayerArgs, oneInput } from "./layers.ts";
+import { conv2d, dense, type Kwargs, type LayerArgs, oneInput } from "./_layers.ts";
 import { tf, tfl } from "../core/tf.ts";
-import { BatchNormLeakyRelu } from "./fused.ts";
+import { BatchNormLeakyRelu } from "./_fused.ts";
+import { STANDARDIZE, STANDARDIZE_GRAD } from "../backends/kernel_names.ts";
 
-/** Kernel names of the per-image standardisation and its gradient, registered by the native backend. */
-export const STANDARDIZE = "AdvStandardize";
-export const STANDARDIZE_GRAD = "AdvStandardizeGrad";
+/** Kernel names of the per-image standardisation and its gradient (declared in lib/backends/kernel_names.ts). */
+export { STANDARDIZE, STANDARDIZE_GRAD };
 
 /** Per-image standardisation as one kernel forward and one backward (instead of about a dozen broadcast ops). */
 function standardizeKernel(x: tf.Tensor): tf.Tensor {
@@ -171,7 +171,7 @@ export function cifarResNet(shape: ResNetShape, seed = 0): tfl.LayersModel {
       useBias: false,
       kernelInitializer: convInit(filters),
     }).apply(x) as tfl.SymbolicTensor;
-  // Batch norm and leaky ReLU as one layer (lib/nn/fused.ts): one kernel each way on the native backend.
+  // Batch norm and leaky ReLU as one layer (lib/nn/_fused.ts): one kernel each way on the native backend.
   const bnRelu = (x: tfl.SymbolicTensor, name: string) =>
     new BatchNormLeakyRelu({ momentum: BN.momentum, epsilon: BN.epsilon, alpha: LEAK, name: `${name}_bn_relu` })
       .apply(x) as tfl.SymbolicTensor;

@@ -6,10 +6,8 @@
  * @module
  */
 import { tf } from "../core/tf.ts";
-
-/** The fused Adam and momentum kernels some backends register (lib/backends/native/mod.ts). */
-const ADAM_KERNEL = "AdvAdamUpdate";
-const MOMENTUM_KERNEL = "AdvMomentumUpdate";
+// The fused Adam and momentum kernels some backends register (the native and wasm ones).
+import { ADAM_UPDATE, MOMENTUM_UPDATE } from "../backends/kernel_names.ts";
 
 /** Runs a fused update kernel and assigns its outputs, in order, to `targets` (the variable, then its state). */
 function fusedUpdate(
@@ -59,12 +57,12 @@ export class Adam implements Optimizer {
     this.iterations++;
     const t = this.iterations;
     const a = this.lr * Math.sqrt(1 - this.beta2 ** t) / (1 - this.beta1 ** t);
-    if (tf.getKernel(ADAM_KERNEL, tf.getBackend())) {
+    if (tf.getKernel(ADAM_UPDATE, tf.getBackend())) {
       // One pass per variable where the backend has the fused kernel (native).
       const attrs = { step: a, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon };
       grads.forEach((g, i) => {
         const inputs = { variable: this.vars[i], m: this.#m[i], v: this.#v[i], grad: g };
-        fusedUpdate(ADAM_KERNEL, inputs, attrs, [this.vars[i], this.#m[i], this.#v[i]]);
+        fusedUpdate(ADAM_UPDATE, inputs, attrs, [this.vars[i], this.#m[i], this.#v[i]]);
       });
       return;
     }
@@ -108,12 +106,12 @@ export class Momentum implements Optimizer {
 
   apply(grads: tf.Tensor[]): void {
     this.iterations++;
-    if (tf.getKernel(MOMENTUM_KERNEL, tf.getBackend())) {
+    if (tf.getKernel(MOMENTUM_UPDATE, tf.getBackend())) {
       // One pass per variable where the backend has the fused kernel (native).
       grads.forEach((g, i) => {
         const decay = this.weightDecay > 0 && this.decay[i] ? this.weightDecay : 0;
         const attrs = { lr: this.lr, momentum: this.momentum, decay };
-        fusedUpdate(MOMENTUM_KERNEL, { variable: this.vars[i], v: this.#v[i], grad: g }, attrs, [
+        fusedUpdate(MOMENTUM_UPDATE, { variable: this.vars[i], v: this.#v[i], grad: g }, attrs, [
           this.vars[i],
           this.#v[i],
         ]);

@@ -11,6 +11,7 @@ import { type Dataset, gather } from "../data/dataset.ts";
 import { crossEntropy, isCorrect } from "../nn/losses.ts";
 import { mnistNet, type MnistNetShape } from "../nn/mnist_net.ts";
 import { cifarResNet, type ResNetShape } from "../nn/resnet.ts";
+import { isModelB, modelB, type ModelBShape } from "../nn/model_b.ts";
 import { augmentBatch } from "../data/augment.ts";
 import { perturb, validatePgdOptions } from "../attacks/pgd.ts";
 import { Rng } from "../core/rng.ts";
@@ -24,8 +25,8 @@ import { check } from "../core/errors.ts";
 export interface TrainConfig {
   /** Dataset trained on. */
   dataset: "mnist" | "cifar10";
-  /** Network: the MNIST conv net's widths, or a CIFAR-10 ResNet's filters and units per stage. */
-  model: MnistNetShape | ResNetShape;
+  /** Network: the MNIST conv net's widths, model B, or a CIFAR-10 ResNet's filters and units per stage. */
+  model: MnistNetShape | ModelBShape | ResNetShape;
   /**
    * natural: clean examples; fgsm / pgd: adversarial examples only. FGSM is one
    * step of size `attackStepSize` (ε for the paper's FGSM; with `randomStart`
@@ -40,6 +41,11 @@ export interface TrainConfig {
   attackStepSize: number;
   /** Random start of the training adversary. */
   randomStart: boolean;
+  /**
+   * Batch norm while the training adversary runs: "train" uses the batch's
+   * statistics (as MadryLab's code); absent or "inference", the running ones.
+   */
+  attackBn?: "train" | "inference";
   /** "adam", or "sgd" (momentum 0.9). */
   optimizer: "adam" | "sgd";
   /** Learning rate (the first value when `lrBoundaries` is set, the peak when `lrPoints` is). */
@@ -187,12 +193,13 @@ export function batchIndices(c: TrainConfig, n: number, step: number): Int32Arra
 }
 
 /** True for a CIFAR-10 ResNet shape. */
-export function isResNet(shape: MnistNetShape | ResNetShape): shape is ResNetShape {
+export function isResNet(shape: MnistNetShape | ModelBShape | ResNetShape): shape is ResNetShape {
   return "filters" in shape;
 }
 
 /** Builds the untrained network of a config. */
 export function buildModel(c: TrainConfig): tfl.LayersModel {
+  if (isModelB(c.model)) return modelB(c.seed);
   return isResNet(c.model) ? cifarResNet(c.model, c.seed) : mnistNet(c.model, c.seed);
 }
 
@@ -248,7 +255,11 @@ export function trainStep(
 /** Short name of a config for folders and progress lines, e.g. `mnist-pgd-32x64x1024`. */
 export function modelName(c: TrainConfig): string {
   const m = c.model;
-  const net = isResNet(m) ? `resnet${m.units}-${m.filters.join("x")}` : `${m.conv1}x${m.conv2}x${m.fc}`;
+  const net = isModelB(m)
+    ? "model-b"
+    : isResNet(m)
+    ? `resnet${m.units}-${m.filters.join("x")}`
+    : `${m.conv1}x${m.conv2}x${m.fc}`;
   return `${c.dataset}-${c.method}-${net}`;
 }
 

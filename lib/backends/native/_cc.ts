@@ -185,7 +185,7 @@ export interface CompiledKernels {
    * (as the TypeScript loop of native.ts's reduce, to the bit).
    */
   sumMiddle(x: Float32Array, y: Float32Array, outer: number, r: number, inner: number, scale: number): void;
-  /** Max pooling of n NHWC images (params as im2col's), NaNs as the TypeScript twin in lib/backends/native/mod.ts. */
+  /** Max pooling of n NHWC images (params as im2col's), NaNs as the TypeScript twin in lib/backends/native/_pool.ts. */
   maxPool(x: Float32Array, y: Float32Array, n: number, params: Int32Array): void;
   /** The max-pooling gradient: dx (zeroed here) gets each window's dy at its first maximum in scan order. */
   maxPoolGrad(x: Float32Array, dy: Float32Array, dx: Float32Array, n: number, params: Int32Array): void;

@@ -1,7 +1,7 @@
 /*
  * Memory-bound loops of the native backend, compiled on first use with the
  * system C compiler (see lib/backends/native/_cc.ts). Each has a TypeScript twin in
- * lib/backends/native/mod.ts that runs when no compiler is available; tests check both.
+ * lib/backends/native/ (the _*.ts kernels) that runs when no compiler is available; tests check both.
  * Layout: NHWC float32, im2col rows ordered (kh, kw, c). Built with -fopenmp
  * where the compiler has it: the batch-norm loops then use every core.
  */
@@ -384,12 +384,12 @@ void adv_avg_pool(const float *in, float *out, int n, const int *params, int gra
   }
 }
 
-/* A float's bits as an int that orders like the float (non-NaN values); its own inverse (lib/backends/native/mod.ts orderKey). */
+/* A float's bits as an int that orders like the float (non-NaN values); its own inverse (lib/backends/native/_helpers.ts orderKey). */
 static inline int order_key(int v) { return v ^ ((v >> 31) & 0x7fffffff); }
 #define KEY_NEG_INF ((int)0x807fffff) /* order_key(bits of -inf) */
 
 /*
- * Max pooling over NHWC images b < n (params as adv_im2col's), on order keys as lib/backends/native/mod.ts's twin: NaNs with the
+ * Max pooling over NHWC images b < n (params as adv_im2col's), on order keys as lib/backends/native/_pool.ts's twin: NaNs with the
  * sign bit set are ignored, a NaN with it clear wins its window.
  */
 void adv_max_pool(const float *x, float *y, int n, const int *params) {
@@ -423,7 +423,7 @@ void adv_max_pool(const float *x, float *y, int n, const int *params) {
 
 /*
  * The gradient of adv_max_pool: dx (zeroed here) gets each window's dy at the first maximum in scan order (ties,
- * e.g. windows of ReLU zeros, go to the top-left one), as the cpu kernel and lib/backends/native/mod.ts's twin do.
+ * e.g. windows of ReLU zeros, go to the top-left one), as the cpu kernel and lib/backends/native/_pool.ts's twin do.
  */
 void adv_max_pool_grad(const float *x, const float *dy, float *dx, int n, const int *params) {
   conv_t ci = info(params);
@@ -493,7 +493,7 @@ void adv_relu_step(const float *x, float *y, long n, int step, float alpha) {
 #endif
 
 /*
- * One Adam step over n values, in double as the TypeScript twin (lib/backends/native/mod.ts adamUpdate) computes it:
+ * One Adam step over n values, in double as the TypeScript twin (lib/backends/native/_updates.ts adamUpdate) computes it:
  * m2 = b1 m + (1 - b1) g, v2 = b2 v + (1 - b2) g^2, w2 = w - step m2 / (sqrt(v2) + eps).
  */
 NO_FMA void adv_adam_update(const float *restrict w, const float *restrict m, const float *restrict v,

@@ -11,7 +11,7 @@
  * blocks until all are done, so every call is synchronous, as TF.js kernels are.
  *
  * {@linkcode SimdKernels.start} returns the kernels, or why they cannot run here (no relaxed SIMD, no
- * shared memory); the wasm backend then keeps XNNPACK and its compositions (lib/backends/wasm/mod.ts).
+ * shared memory); the wasm backend then keeps XNNPACK and its compositions (lib/backends/wasm/).
  *
  * @module
  */

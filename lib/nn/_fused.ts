@@ -9,14 +9,12 @@
  *
  * @module
  */
-import { type Kwargs, type LayerArgs, oneInput } from "./layers.ts";
+import { type Kwargs, type LayerArgs, oneInput } from "./_layers.ts";
 import { tf, tfl } from "../core/tf.ts";
+import { BN_ACT_GRAD, BN_ACT_INFER, BN_ACT_INFER_GRAD, BN_ACT_TRAIN } from "../backends/kernel_names.ts";
 
-/** Kernel names registered by the native backend (see lib/backends/native/mod.ts). */
-export const BN_ACT_TRAIN = "AdvBatchNormActTrain";
-export const BN_ACT_GRAD = "AdvBatchNormActGrad";
-export const BN_ACT_INFER = "AdvBatchNormActInfer";
-export const BN_ACT_INFER_GRAD = "AdvBatchNormActInferGrad";
+/** Kernel names registered by the native backend (declared in lib/backends/kernel_names.ts). */
+export { BN_ACT_GRAD, BN_ACT_INFER, BN_ACT_INFER_GRAD, BN_ACT_TRAIN };
 
 function nativeKernels(): boolean {
   const b = tf.getBackend();

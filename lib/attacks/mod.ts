@@ -1,0 +1,7 @@
+/**
+ * Attacks: L∞ PGD (restarts scored per example), FGSM, targeted and CW-loss variants, and accuracy under attack.
+ *
+ * @module
+ */
+export { fgsm, perturb, pgd, type PgdOptions, type PgdResult, pgdStep, signStep, validatePgdOptions } from "./pgd.ts";
+export { type Accuracy, type EvalOptions, evaluate } from "./eval.ts";

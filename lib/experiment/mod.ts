@@ -1,0 +1,31 @@
+/**
+ * The experiment harness: strict command lines, presets per dataset, the results header, writing and redrawing.
+ *
+ * @module
+ */
+export { type CommonFlags, ensureWritable, type ExperimentSpec, kebab, parseExperimentArgs, runMain } from "./cli.ts";
+export {
+  type AnyExperiment,
+  ATTACK_HELP,
+  type AttackFields,
+  type BaseConfig,
+  chooseDatasets,
+  datasetFlag,
+  DATASETS,
+  defineExperiment,
+  type Experiment,
+  experimentMain,
+  gitCommit,
+  type Header,
+  loadSplit,
+  parseArgsFor,
+  presetConfig,
+  redrawAll,
+  redrawResults,
+  type Results,
+  type RunContext,
+  runExperiment,
+  type RunOptions,
+  specFor,
+  writeResults,
+} from "./harness.ts";

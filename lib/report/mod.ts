@@ -1,0 +1,8 @@
+/**
+ * Reporting: Vega-Lite figures rendered to SVG and PNG, markdown tables, and shared summaries.
+ *
+ * @module
+ */
+export { toPng, toSvg, type VegaLiteSpec, writeFigure, writeJsonAtomic } from "./vega.ts";
+export { fmtNum, fmtPct, markdownTable } from "./table.ts";
+export { median, MODEL_COLORS, netText, ratio, stats, trainingText } from "./summary.ts";
