@@ -6,7 +6,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { type AnyExperiment, redrawAll, runMain, UserError } from "../mod.ts";
+import { type AnyExperiment, ensureWritable, redrawAll, runMain, UserError } from "../mod.ts";
 
 /** The experiment of a results file, by name: `experiments/<name>.ts`, or undefined when there is none. */
 export async function findExperiment(name: string): Promise<AnyExperiment | undefined> {
@@ -31,8 +31,14 @@ if (import.meta.main) {
       console.log("figures: redraw every figure from its saved results\n\nusage: deno task figures [--out figures]");
       return;
     }
-    const written = await redrawAll(values.out ?? "figures", findExperiment);
+    const out = values.out ?? "figures";
+    await ensureWritable(out, "--out");
+    const { written, failed } = await redrawAll(out, findExperiment);
     for (const p of written) console.log(`wrote ${p}`);
-    if (!written.length) console.log("no results files found");
+    if (!written.length && !failed.length) console.log("no results files found");
+    if (failed.length) {
+      for (const f of failed) console.error(`cannot draw ${f}`);
+      throw new UserError(`${failed.length} results file${failed.length > 1 ? "s" : ""} could not be drawn (above)`);
+    }
   });
 }

@@ -29,7 +29,8 @@ Deno.test("bad command lines are one clear error each", () => {
     [["--backend", "tpu"], 'unknown backend "tpu", expected one of auto, webgpu, native, wasm, cpu'],
     [["--preset", "huge"], 'unknown preset "huge", expected one of quick, paper, smoke'],
     [["stray"], "known flags"],
-    [["--eps", "-1"], "write --flag=-1"],
+    [["--eps", "-1"], "--eps -1: write --eps=-1 for a value that starts with a dash"],
+    [["--eps", "--steps", "3"], "--eps needs a value, got the flag --steps"],
   ];
   for (const [args, message] of cases) assertThrows(() => parseExperimentArgs(args, SPEC), UserError, message);
 });

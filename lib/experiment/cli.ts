@@ -97,8 +97,17 @@ export function parseExperimentArgs<C extends object>(
   } catch (e) {
     const known = Object.keys(options).map((f) => `--${f}`).join(", ");
     const first = (e as Error).message.split("\n")[0].replace(/\. To specify.*$/, "");
-    const dash = /ambiguous/.test(first) ? " (write --flag=-1 for a value that starts with a dash)" : "";
-    throw new UserError(`${first}${dash}; known flags: ${known}`);
+    const ambiguous = first.match(/Option '(--[\w-]+)[^']*' argument is ambiguous/);
+    if (ambiguous) {
+      // `--eps -1` (a negative number, written --eps=-1) or `--eps --steps 3` (a flag with its value forgotten).
+      const value = args[args.indexOf(ambiguous[1]) + 1] ?? "";
+      throw new UserError(
+        /^-\.?\d/.test(value)
+          ? `${ambiguous[1]} ${value}: write ${ambiguous[1]}=${value} for a value that starts with a dash`
+          : `${ambiguous[1]} needs a value, got the flag ${value}`,
+      );
+    }
+    throw new UserError(`${first}; known flags: ${known}`);
   }
   if (values.help) return { help: helpText(spec) };
   const preset = (values.preset as string | undefined) ?? "quick";
@@ -144,17 +153,71 @@ function parseValue(flag: string, raw: string, like: unknown): unknown {
 }
 
 /**
- * Checks, before any work starts, that `dir` may be written under the granted
- * permissions, so a long run never ends in a permission error when it saves.
+ * Checks, before any work starts, that `dir` can take what a run writes: a
+ * non-empty path, a folder (or one that can be created), writable under the
+ * granted permissions where it really is (a link inside an allowed folder that
+ * leads elsewhere is refused: Deno checks the path as written), and, with
+ * `probeBytes`, room for that many bytes. So a long run never ends in an error
+ * when it saves. Creates the folder; writes nothing else that stays.
  */
-export async function ensureWritable(dir: string, flag: string): Promise<void> {
+export async function ensureWritable(dir: string, flag: string, probeBytes = 0): Promise<void> {
+  if (!dir.trim()) throw new UserError(`${flag} is empty; give a folder`);
   const { state } = await Deno.permissions.query({ name: "write", path: dir });
-  if (state !== "granted") {
-    throw new UserError(
-      `${flag} ${dir} is not writable with this task's permissions (the tasks may write figures/ and .cache/); ` +
+  const refuse = (where: string) =>
+    new UserError(
+      `${flag} ${where} is not writable with this task's permissions (the tasks may write figures/ and .cache/); ` +
         `run the script with deno run and --allow-write=${dir} instead`,
     );
+  if (state !== "granted") throw refuse(dir);
+  // The nearest existing folder, resolved through links: that is where the files land.
+  let existing = dir;
+  for (;;) {
+    try {
+      const info = await Deno.stat(existing);
+      if (!info.isDirectory) {
+        throw new UserError(`${flag} ${dir}: ${existing} is a file, expected a folder`);
+      }
+      break;
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw fsError(err, flag, existing);
+      const up = existing.replace(/\/+$/, "").replace(/\/[^/]*$/, "") || (existing.startsWith("/") ? "/" : ".");
+      if (up === existing) break;
+      existing = up;
+    }
   }
+  const real = await Deno.realPath(existing).catch(() => existing);
+  if ((await Deno.permissions.query({ name: "write", path: real })).state !== "granted") {
+    throw refuse(`${dir} (which leads to ${real})`);
+  }
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw fsError(err, flag, dir);
+  }
+  if (probeBytes > 0) {
+    const probe = `${dir}/.space-probe-${Deno.pid}`;
+    try {
+      await Deno.writeFile(probe, new Uint8Array(probeBytes), { createNew: true });
+    } catch (err) {
+      throw fsError(err, flag, dir, `need about ${(probeBytes / 2 ** 20).toFixed(0)} MB free`);
+    } finally {
+      await Deno.remove(probe).catch(() => {});
+    }
+  }
+}
+
+/** A file-system error on `path` as one line for the person at the keyboard. */
+export function fsError(err: unknown, flag: string, path: string, hint = ""): Error {
+  if (err instanceof UserError) return err;
+  const e = err as Error;
+  const what = e instanceof Deno.errors.PermissionDenied
+    ? "permission denied"
+    : /No space left|ENOSPC|os error 28/.test(e.message)
+    ? "no space left on the device"
+    : e instanceof Deno.errors.NotADirectory || /Not a directory|os error 20/.test(e.message)
+    ? "a part of the path is a file, expected a folder"
+    : e.message;
+  return new UserError(`${flag} ${path}: ${what}${hint ? ` (${hint})` : ""}`);
 }
 
 /**

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { type CommonFlags, ensureWritable, type ExperimentSpec, kebab, parseExperimentArgs } from "./cli.ts";
+import { type CommonFlags, ensureWritable, type ExperimentSpec, fsError, kebab, parseExperimentArgs } from "./cli.ts";
 import { currentBackend, useBackend, versions } from "../backends/select.ts";
 import { tf } from "../core/tf.ts";
 import { check, UserError } from "../core/errors.ts";
@@ -34,13 +34,17 @@ import {
   RECIPES,
   zooConfig,
 } from "../train/zoo.ts";
-import { type VegaLiteSpec, writeFigure, writeJsonAtomic } from "../report/vega.ts";
+import { renderFigure, type VegaLiteSpec, writeJsonAtomic } from "../report/vega.ts";
+import { recoverFileSets, writeFileSet } from "../report/file_set.ts";
 
 /** What the harness knows of each dataset. */
 export const DATASETS: Record<DatasetName, { title: string; range: [number, number]; train: number; test: number }> = {
   mnist: { title: "MNIST", range: [0, 1], train: 60000, test: 10000 },
   cifar10: { title: "CIFAR-10", range: [0, 255], train: 50000, test: 10000 },
 };
+
+/** Room checked for in the output folder before a run (a results file, its figure and their temporary copies). */
+const RESULTS_ROOM = 16 * 2 ** 20;
 
 /** The config every experiment has: the dataset and the zoo's recipe of its models. */
 export type BaseConfig = Recipe & { dataset: DatasetName };
@@ -309,49 +313,115 @@ export async function gitCommit(dir = "."): Promise<string | undefined> {
   }
 }
 
-/** Writes `<out>/<name>_<dataset>.results.json` and, from it, the spec, SVG, PNG and markdown. */
+/**
+ * Writes `<out>/<name>_<dataset>.results.json` and, drawn from it, the spec,
+ * SVG, PNG and markdown, as one unit: a reader never finds a results file
+ * beside the figure of another run.
+ */
 export async function writeResults<C extends BaseConfig, B>(
   e: Experiment<C, B>,
   results: Results<C, B>,
   out: string,
 ): Promise<string[]> {
-  await Deno.mkdir(out, { recursive: true });
   const name = `${e.name}_${results.dataset}`;
-  await writeJsonAtomic(`${out}/${name}.results.json`, results);
-  return [`${out}/${name}.results.json`, ...await writeFigure(out, name, e.figure(results), e.table(results))];
+  return await writeFileSet(out, [
+    [`${name}.results.json`, JSON.stringify(results, null, 2) + "\n"],
+    ...await renderFigure(name, e.figure(results), e.table(results)),
+  ]);
+}
+
+/**
+ * Keeps results that could not be written into their folder: in
+ * `<cacheDir>/unsaved/`, named as the results file with the time. Returns the
+ * path, or undefined when that fails too.
+ */
+export async function keepResults(name: string, results: unknown, cacheDir: string): Promise<string | undefined> {
+  const dir = `${cacheDir}/unsaved`;
+  const path = `${dir}/${name}.${new Date().toISOString().replace(/[:.]/g, "-")}.results.json`;
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    await writeJsonAtomic(path, results);
+    return path;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * {@link writeResults}, and where that fails (a full disk, a folder gone), the
+ * results are not lost: they are kept by {@link keepResults} and the error
+ * says where, and how to draw them.
+ */
+export async function saveResults<C extends BaseConfig, B>(
+  e: Experiment<C, B>,
+  results: Results<C, B>,
+  out: string,
+  cacheDir: string,
+): Promise<string[]> {
+  try {
+    return await writeResults(e, results, out);
+  } catch (err) {
+    const name = `${e.name}_${results.dataset}`;
+    const kept = await keepResults(name, results, cacheDir);
+    throw new UserError(
+      `${fsError(err, "--out", out).message}; ` +
+        (kept
+          ? `the results are kept at ${kept}: copy it to <folder>/${name}.results.json and run ` +
+            "deno task figures --out <folder> to draw them"
+          : "the results could not be kept elsewhere either"),
+    );
+  }
 }
 
 /** Redraws the figure files of a saved results file, without recomputing. */
 export async function redrawResults(e: AnyExperiment, resultsPath: string, out: string): Promise<string[]> {
   const results = JSON.parse(await Deno.readTextFile(resultsPath));
   const name = `${e.name}_${results.dataset}`;
-  return await writeFigure(out, name, e.figure(results), e.table(results));
+  return await writeFileSet(out, await renderFigure(name, e.figure(results), e.table(results)));
 }
 
 /**
  * Redraws the figure of every `*.results.json` in `dir`, finding each file's
  * experiment by the name in it through `find` (which imports the experiment).
+ * A file that cannot be drawn (not JSON, no known experiment, fields missing)
+ * does not stop the others: the paths written come back with one line per
+ * file that failed.
  */
 export async function redrawAll(
   dir: string,
   find: (name: string) => Promise<AnyExperiment | undefined>,
-): Promise<string[]> {
+): Promise<{ written: string[]; failed: string[] }> {
   let entries: Deno.DirEntry[];
   try {
     entries = Array.from(Deno.readDirSync(dir)).sort((a, b) => a.name.localeCompare(b.name));
-  } catch {
-    throw new UserError(`no results folder ${dir}: run an experiment first (deno task figure1)`);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new UserError(`no results folder ${dir}: run an experiment first (deno task figure1)`);
+    }
+    throw fsError(err, "--out", dir);
   }
-  const written: string[] = [];
+  await recoverFileSets(dir);
+  const written: string[] = [], failed: string[] = [];
   for (const entry of entries) {
     if (!entry.name.endsWith(".results.json")) continue;
     const path = `${dir}/${entry.name}`;
-    const name = JSON.parse(await Deno.readTextFile(path)).experiment;
-    const e = typeof name === "string" && /^[a-z0-9_]+$/.test(name) ? await find(name) : undefined;
-    check(e, `${path}: no experiment "${name}" to draw it (expected experiments/${name}.ts)`);
-    written.push(...await redrawResults(e, path, dir));
+    try {
+      let name;
+      try {
+        name = JSON.parse(await Deno.readTextFile(path)).experiment;
+      } catch (err) {
+        throw new UserError(err instanceof SyntaxError ? `not a JSON file (${err.message})` : (err as Error).message);
+      }
+      const e = typeof name === "string" && /^[a-z0-9_]+$/.test(name) ? await find(name) : undefined;
+      check(e, `no experiment "${name}" to draw it (expected experiments/${name}.ts)`);
+      written.push(...await redrawResults(e, path, dir));
+    } catch (err) {
+      failed.push(
+        `${path}: ${err instanceof UserError ? err.message : `not a results file of its experiment (${err})`}`,
+      );
+    }
   }
-  return written;
+  return { written, failed };
 }
 
 /**
@@ -443,13 +513,13 @@ export async function experimentMain<C extends BaseConfig, B>(e: Experiment<C, B
       return;
     }
     const { config, common } = parsed;
-    await ensureWritable(common.out, "--out");
+    await ensureWritable(common.out, "--out", RESULTS_ROOM);
     await ensureWritable(common.cacheDir, "--cache-dir");
     await useBackend(common.backend, { quiet: common.quiet });
     const results = await runExperiment(e, config, {
       ...common,
       command: ["deno task", e.name, ...args].join(" "),
     });
-    for (const p of await writeResults(e, results, common.out)) console.log(`wrote ${p}`);
+    for (const p of await saveResults(e, results, common.out, common.cacheDir)) console.log(`wrote ${p}`);
   }
 }

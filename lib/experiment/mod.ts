@@ -3,7 +3,15 @@
  *
  * @module
  */
-export { type CommonFlags, ensureWritable, type ExperimentSpec, kebab, parseExperimentArgs, runMain } from "./cli.ts";
+export {
+  type CommonFlags,
+  ensureWritable,
+  type ExperimentSpec,
+  fsError,
+  kebab,
+  parseExperimentArgs,
+  runMain,
+} from "./cli.ts";
 export {
   type AnyExperiment,
   ATTACK_HELP,
@@ -17,6 +25,7 @@ export {
   experimentMain,
   gitCommit,
   type Header,
+  keepResults,
   loadSplit,
   parseArgsFor,
   presetConfig,
@@ -26,6 +35,7 @@ export {
   type RunContext,
   runExperiment,
   type RunOptions,
+  saveResults,
   specFor,
   writeResults,
 } from "./harness.ts";

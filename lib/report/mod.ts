@@ -3,6 +3,7 @@
  *
  * @module
  */
-export { toPng, toSvg, type VegaLiteSpec, writeFigure, writeJsonAtomic } from "./vega.ts";
+export { renderFigure, toPng, toSvg, type VegaLiteSpec, writeFigure, writeJsonAtomic } from "./vega.ts";
+export { recoverFileSets, writeFileSet } from "./file_set.ts";
 export { fmtNum, fmtPct, markdownTable } from "./table.ts";
 export { median, MODEL_COLORS, netText, ratio, stats, trainingText } from "./summary.ts";

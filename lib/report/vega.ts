@@ -25,8 +25,8 @@
 import * as vega from "vega";
 import * as vl from "vega-lite";
 import { initWasm, Resvg } from "@resvg/resvg-wasm";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { writeFileSet } from "./file_set.ts";
 
 /** A Vega-Lite top-level spec (unit, layer, facet, repeat or concat). */
 export type VegaLiteSpec = vl.TopLevelSpec;
@@ -173,12 +173,11 @@ export async function toPng(
   }
 }
 
-/** Write bytes or text to `path` atomically: `<path>.tmp`, then rename. */
+/** Write bytes or text to `path` atomically: a new temporary file beside it, then a rename. */
 async function writeAtomic(path: string, data: string | Uint8Array) {
-  const tmp = `${path}.tmp`;
+  const tmp = `${path}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {
-    if (typeof data === "string") await Deno.writeTextFile(tmp, data);
-    else await Deno.writeFile(tmp, data);
+    await Deno.writeFile(tmp, typeof data === "string" ? new TextEncoder().encode(data) : data, { createNew: true });
     await Deno.rename(tmp, path);
   } catch (err) {
     await Deno.remove(tmp).catch(() => {});
@@ -195,9 +194,31 @@ export async function writeJsonAtomic(
 }
 
 /**
- * Write a figure into `dir` (created if missing): `<name>.vl.json` (the spec),
- * `<name>.svg`, `<name>.png` (scale 2) and `<name>.md` (the given markdown),
- * each atomically. Returns the paths written, in that order.
+ * The files of a figure: `<name>.vl.json` (the spec), `<name>.svg`,
+ * `<name>.png` (scale 2) and `<name>.md` (the given markdown), as
+ * [file name, contents] in that order.
+ */
+export async function renderFigure(
+  name: string,
+  spec: VegaLiteSpec,
+  markdown: string,
+): Promise<[string, string | Uint8Array][]> {
+  if (!/^[\w.-]+$/.test(name)) {
+    throw new Error(`figure name must be letters, digits, '_', '-' or '.', got ${JSON.stringify(name)}`);
+  }
+  const svg = await toSvg(spec);
+  return [
+    [`${name}.vl.json`, JSON.stringify(spec, null, 2) + "\n"],
+    [`${name}.svg`, svg],
+    [`${name}.png`, await toPng(svg)],
+    [`${name}.md`, markdown.endsWith("\n") ? markdown : markdown + "\n"],
+  ];
+}
+
+/**
+ * Write a figure into `dir` (created if missing) as one unit
+ * ({@link writeFileSet}): `<name>.vl.json`, `.svg`, `.png` and `.md`.
+ * Returns the paths written, in that order.
  */
 export async function writeFigure(
   dir: string,
@@ -205,22 +226,5 @@ export async function writeFigure(
   spec: VegaLiteSpec,
   markdown: string,
 ): Promise<string[]> {
-  if (!/^[\w.-]+$/.test(name)) {
-    throw new Error(
-      `figure name must be letters, digits, '_', '-' or '.', got ${JSON.stringify(name)}`,
-    );
-  }
-  const svg = await toSvg(spec);
-  const png = await toPng(svg);
-  await Deno.mkdir(dir, { recursive: true });
-  const base = join(dir, name);
-  const paths = [`${base}.vl.json`, `${base}.svg`, `${base}.png`, `${base}.md`];
-  await writeJsonAtomic(paths[0], spec);
-  await writeAtomic(paths[1], svg);
-  await writeAtomic(paths[2], png);
-  await writeAtomic(
-    paths[3],
-    markdown.endsWith("\n") ? markdown : markdown + "\n",
-  );
-  return paths;
+  return await writeFileSet(dir, await renderFigure(name, spec, markdown));
 }
