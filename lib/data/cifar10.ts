@@ -4,18 +4,30 @@
  * images NHWC [n, 32, 32, 3].
  *
  * The folder is looked for in `--data-dir`, then `$CIFAR10_DIR`, then the cache
- * (`.cache/cifar10/cifar-10-batches-bin`); with none of those the official
- * archive is downloaded into the cache, its size and md5 verified, and
- * extracted. Where the network is not reachable that fails within seconds with
- * one message that says how to get the data.
+ * (`<cacheDir>/cifar10/cifar-10-batches-bin`, `cacheDir` defaulting to
+ * `.cache`); with none of those the official archive is downloaded into the
+ * cache, its size and md5 verified, and extracted. Where the network is not
+ * reachable that fails within seconds with one message that says how to get
+ * the data.
+ *
+ * Each file is checked against the SHA-256 of the official file the first time
+ * it is read ({@link CIFAR10_SHA256}); the verdict is kept in
+ * `<cacheDir>/cifar10/verified.json` by the file's path, size and modification
+ * time, so later runs do not hash again. `verify: false` turns the check off for
+ * data that is meant to differ.
+ *
+ * Every file-system error while finding or reading the data (a missing or
+ * unreadable folder or file, a file where a folder is expected or the reverse)
+ * is one {@link UserError} naming the path and what was expected.
  *
  * Permissions: `--allow-read` (the files), `--allow-env=CIFAR10_DIR` (else the
- * variable is treated as unset), and for the download `--allow-net` plus
- * `--allow-write` on the cache folder.
+ * variable is treated as unset), `--allow-write` on the cache folder for the
+ * verdicts (without it they are not kept, and each run hashes again) and for
+ * the download, plus `--allow-net` for the download.
  *
  * @module
  */
-import type { Dataset } from "./dataset.ts";
+import { type Dataset, fsUserError, readDataFile } from "./dataset.ts";
 import { UserError } from "../core/errors.ts";
 
 /** Bytes of one record: 1 label byte + 3,072 pixel bytes (R plane, G plane, B plane). */
@@ -33,6 +45,27 @@ export const CIFAR10_ARCHIVE = {
   size: 170052171,
   md5: "c32a1d4ab5d03f1284b67883e8d87530",
 } as const;
+/**
+ * SHA-256 of each official file, by name: computed from a copy whose md5s equal
+ * those of the members of the official archive ({@link CIFAR10_ARCHIVE}), as
+ * `md5sum *.bin` shows them on an extracted copy:
+ *
+ *   5dd7e06a14cb22eb9f671a540d1b7c25  data_batch_1.bin
+ *   5ea93a67294ea407fff1d09f752e9692  data_batch_2.bin
+ *   942cd6a4bcdd0dd3c604fbe906cb4421  data_batch_3.bin
+ *   ae636b3ba5c66a11e91e8cb52e771fcb  data_batch_4.bin
+ *   53f37980c15c3d472c316c40844f3f0d  data_batch_5.bin
+ *   803d5f7f4d78ea53de84dbe85f74fb6d  test_batch.bin
+ */
+export const CIFAR10_SHA256: Readonly<Record<string, string>> = {
+  "data_batch_1.bin": "cee916563c9f80d84e3cc88e17fdc0941787f1244f00a67874d45b261883ada5",
+  "data_batch_2.bin": "a591ca11fa1708a91ee40f54b3da4784ccd871ecf2137de63f51ada8b3fa57ed",
+  "data_batch_3.bin": "bbe8596564c0f86427f876058170b84dac6670ddf06d79402899d93ceea26f67",
+  "data_batch_4.bin": "014e562d6e23c72197cc727519169a60359f5eccd8945ad5a09d710285ff4e48",
+  "data_batch_5.bin": "755304fc0b379caeae8c14f0dac912fbc7d6cd469eb67a1029a08a39453a9add",
+  "test_batch.bin": "8e2eb146ae340b09e24670f29cabc6326dba54da8789dab6768acf480273f65b",
+};
+
 /** Class names, by label. */
 export const CIFAR10_CLASSES = [
   "airplane",
@@ -120,17 +153,35 @@ export function cifar10CacheDir(cacheDir = ".cache"): string {
   return `${cacheDir}/cifar10/cifar-10-batches-bin`;
 }
 
-async function missingFiles(dir: string): Promise<string[]> {
-  const missing: string[] = [];
+/**
+ * What is wrong with `dir` as a cifar-10-batches-bin folder: "absent" when
+ * nothing is at that path, else the problems found (none: every file is there
+ * and is a file). A path that is a file, or a folder that cannot be read, is a
+ * {@link UserError} naming `what` and `dir`.
+ */
+async function folderProblems(dir: string, what: string): Promise<string[] | "absent"> {
+  const expected = "a readable cifar-10-batches-bin folder (holding test_batch.bin and data_batch_1..5.bin)";
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(dir);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return "absent";
+    throw fsUserError(`${what} ${dir}`, expected, e);
+  }
+  if (!info.isDirectory) throw new UserError(`${what} ${dir}: expected ${expected}, found a file`);
+  const missing: string[] = [], notFiles: string[] = [];
   for (const f of ALL_FILES) {
     try {
-      if (!(await Deno.stat(`${dir}/${f}`)).isFile) missing.push(f);
+      const file = await Deno.stat(`${dir}/${f}`);
+      if (!file.isFile) {
+        notFiles.push(`${f} is ${file.isDirectory ? "a folder" : "not a regular file"}, expected a file`);
+      }
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) missing.push(f);
-      else throw e;
+      if (e instanceof Deno.errors.NotFound) missing.push(f);
+      else throw fsUserError(`${what} ${dir}`, expected, e);
     }
   }
-  return missing;
+  return [...(missing.length ? [`missing ${missing.join(", ")}`] : []), ...notFiles];
 }
 
 function envDir(): string | undefined {
@@ -158,15 +209,23 @@ function howToGet(cache: string): string {
 export async function findCifar10Dir(dataDir?: string, options: Cifar10DirOptions = {}): Promise<string> {
   for (const [dir, what] of [[dataDir, "--data-dir"], [envDir(), "CIFAR10_DIR"]] as const) {
     if (dir === undefined) continue;
-    const missing = await missingFiles(dir);
-    if (missing.length === 0) return dir;
+    const found = await folderProblems(dir, what);
+    const problems = found === "absent" ? [`missing ${ALL_FILES.join(", ")}`] : found;
+    if (problems.length === 0) return dir;
     throw new UserError(
-      `${what} ${dir} is not a CIFAR-10 binary folder: missing ${missing.join(", ")} ` +
+      `${what} ${dir} is not a CIFAR-10 binary folder: ${problems.join("; ")} ` +
         `(expected the cifar-10-batches-bin folder of ${CIFAR10_ARCHIVE.url})`,
     );
   }
   const cache = cifar10CacheDir(options.cacheDir);
-  if ((await missingFiles(cache)).length === 0) return cache;
+  const cached = await folderProblems(cache, "cache folder");
+  if (cached !== "absent") {
+    if (cached.length === 0) return cache;
+    throw new UserError(
+      `cache folder ${cache} is not a CIFAR-10 binary folder: ${cached.join("; ")}; ` +
+        `remove it to download again, or ${howToGet(cache)}`,
+    );
+  }
   const notFound = `CIFAR-10 not found (no --data-dir, no CIFAR10_DIR, nothing in ${cache})`;
   if (options.download === false) throw new UserError(`${notFound}; ${howToGet(cache)}`);
   try {
@@ -231,8 +290,9 @@ async function downloadCifar10(target: string, options: Cifar10DirOptions): Prom
     }
     const input = await Deno.open(tmpFile, { read: true });
     await extractTar(input.readable.pipeThrough(new DecompressionStream("gzip")), tmpDir);
-    const missing = await missingFiles(`${tmpDir}/cifar-10-batches-bin`);
-    if (missing.length) throw new Error(`the archive lacks cifar-10-batches-bin/${missing.join(", ")}`);
+    const found = await folderProblems(`${tmpDir}/cifar-10-batches-bin`, "the archive's folder");
+    if (found === "absent") throw new Error("the archive lacks the cifar-10-batches-bin folder");
+    if (found.length) throw new Error(`the archive's cifar-10-batches-bin folder: ${found.join("; ")}`);
     await Deno.rename(`${tmpDir}/cifar-10-batches-bin`, target);
   } finally {
     await Deno.remove(tmpFile).catch(() => {});
@@ -244,15 +304,29 @@ async function downloadCifar10(target: string, options: Cifar10DirOptions): Prom
 export interface Cifar10Options extends Cifar10DirOptions {
   /** The cifar-10-batches-bin folder (the `--data-dir` flag); else `$CIFAR10_DIR`, the cache, the download. */
   dataDir?: string;
-  /** Keep only the first `limit` examples (only the files they lie in are read). */
+  /** Keep only the first `limit` examples (only the files they lie in are read, and verified). */
   limit?: number;
   /** Records each file must hold (default 10,000; small fixtures in the tests use fewer). */
   records?: number;
+  /**
+   * Check each file read against the SHA-256 of the official file, once per
+   * file (default true): a modified or corrupt copy of the right size is
+   * refused. `false` for data that is meant to differ from the official files.
+   */
+  verify?: boolean;
+  /**
+   * The SHA-256 each file must have, by file name (default
+   * {@link CIFAR10_SHA256}; the tests pass their fixtures'). A file without an
+   * entry is not checked.
+   */
+  digests?: Readonly<Record<string, string>>;
 }
 
 /**
  * Loads the CIFAR-10 training (data_batch_1..5, 50,000 images) or test
  * (test_batch, 10,000 images) split: pixels in [0, 255], shape [32, 32, 3].
+ * Each file read is verified against {@link CIFAR10_SHA256} unless
+ * `verify: false` (see {@link cifar10VerdictFile} for the cached verdicts).
  */
 export async function loadCifar10(split: "train" | "test", options: Cifar10Options = {}): Promise<Dataset> {
   if (split !== "train" && split !== "test") {
@@ -267,16 +341,118 @@ export async function loadCifar10(split: "train" | "test", options: Cifar10Optio
   }
   const n = Math.min(limit, total);
   const dir = await findCifar10Dir(options.dataDir, options);
+  const verifier = options.verify === false
+    ? undefined
+    : await Verifier.open(options.cacheDir, options.digests ?? CIFAR10_SHA256);
   const images = new Float32Array(n * 3 * PIXELS);
   const labels = new Int32Array(n);
-  for (let f = 0, done = 0; done < n; f++) {
-    const path = `${dir}/${files[f]}`;
-    const part = parseCifarBatch(await Deno.readFile(path), path, { records, limit: n - done });
-    images.set(part.images, done * 3 * PIXELS);
-    labels.set(part.labels, done);
-    done += part.n;
+  try {
+    for (let f = 0, done = 0; done < n; f++) {
+      const path = `${dir}/${files[f]}`;
+      const expected = `a readable CIFAR-10 batch file (${records} records of ${CIFAR10_RECORD_BYTES} bytes)`;
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.stat(path); // before the read: a change after it changes the mtime the verdict is kept under
+      } catch (e) {
+        throw fsUserError(path, expected, e);
+      }
+      const bytes = await readDataFile(path, expected);
+      // A file of the wrong size gets parseCifarBatch's plainer message.
+      if (verifier && bytes.length === records * CIFAR10_RECORD_BYTES) {
+        await verifier.check(path, files[f], bytes, info, cifar10CacheDir(options.cacheDir));
+      }
+      const part = parseCifarBatch(bytes, path, { records, limit: n - done });
+      images.set(part.images, done * 3 * PIXELS);
+      labels.set(part.labels, done);
+      done += part.n;
+    }
+  } finally {
+    await verifier?.save();
   }
   return { name: "cifar10", images, labels, n, shape: [32, 32, 3], range: [0, 255] };
+}
+
+/**
+ * The file keeping the verdicts of {@link loadCifar10}'s checks:
+ * `<cacheDir>/cifar10/verified.json`, each file's SHA-256 by its real path,
+ * with the size and modification time it had when hashed. A file whose size or
+ * modification time changed is hashed again.
+ */
+export function cifar10VerdictFile(cacheDir = ".cache"): string {
+  return `${cacheDir}/cifar10/verified.json`;
+}
+
+/** One verdict: the file's SHA-256 when it had this size and modification time (ms since the epoch). */
+interface Verdict {
+  size: number;
+  mtimeMs: number;
+  sha256: string;
+}
+
+async function readVerdicts(file: string): Promise<Record<string, Verdict>> {
+  try {
+    const json = JSON.parse(await Deno.readTextFile(file));
+    return json?.version === 1 && typeof json.files === "object" && json.files ? json.files : {};
+  } catch {
+    return {}; // absent, unreadable or not ours: every file is hashed
+  }
+}
+
+/** A digest as lowercase hex. */
+function hex(digest: ArrayBuffer): string {
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Checks files against known digests, using and then updating the verdict file. */
+class Verifier {
+  #added: Record<string, Verdict> = {};
+
+  private constructor(
+    readonly file: string,
+    readonly digests: Readonly<Record<string, string>>,
+    readonly verdicts: Record<string, Verdict>,
+  ) {}
+
+  static async open(cacheDir: string | undefined, digests: Readonly<Record<string, string>>): Promise<Verifier> {
+    const file = cifar10VerdictFile(cacheDir);
+    return new Verifier(file, digests, await readVerdicts(file));
+  }
+
+  /** Refuses `bytes` (the file `name` at `path`, as `info` described it before the read) unless their digest is the known one. */
+  async check(path: string, name: string, bytes: Uint8Array<ArrayBuffer>, info: Deno.FileInfo, cache: string) {
+    const want = this.digests[name];
+    if (want === undefined) return;
+    const key = await Deno.realPath(path).catch(() => path);
+    const mtimeMs = info.mtime?.getTime();
+    const known = this.verdicts[key];
+    let got: string;
+    if (known && mtimeMs !== undefined && known.size === info.size && known.mtimeMs === mtimeMs) got = known.sha256;
+    else {
+      got = hex(await crypto.subtle.digest("SHA-256", bytes));
+      if (mtimeMs !== undefined) this.#added[key] = this.verdicts[key] = { size: info.size, mtimeMs, sha256: got };
+    }
+    if (got !== want) {
+      const fix = howToGet(cache);
+      throw new UserError(
+        `${path}: expected the official ${name} (SHA-256 ${want}), found a modified or corrupt copy of the right size ` +
+          `(SHA-256 ${got}); ${fix}; or, if the data is meant to differ, turn this check off (--unverified-data, or verify: false)`,
+      );
+    }
+  }
+
+  /** Writes the new verdicts (merged into the file as it is now) atomically; where the cache is not writable, keeps nothing. */
+  async save(): Promise<void> {
+    if (Object.keys(this.#added).length === 0) return;
+    const tmp = `${this.file}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+    try {
+      await Deno.mkdir(this.file.slice(0, this.file.lastIndexOf("/")), { recursive: true });
+      const files = { ...(await readVerdicts(this.file)), ...this.#added };
+      await Deno.writeTextFile(tmp, JSON.stringify({ version: 1, files }, null, 1) + "\n");
+      await Deno.rename(tmp, this.file);
+    } catch {
+      await Deno.remove(tmp).catch(() => {}); // not writable (or no --allow-write): the next run hashes again
+    }
+  }
 }
 
 /**

