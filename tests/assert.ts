@@ -94,3 +94,25 @@ export async function errorsAgainst(
     return relError(g.data, ref[i].data);
   });
 }
+
+/**
+ * The `deno` that the tests start children with: the one on the PATH, by its
+ * path there (the test task may run only `deno`, `cc`, `mount`, `umount` and `ln`,
+ * and Deno checks a command by that path), else this process's own.
+ */
+export const DENO: string = (() => {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      if (dir && Deno.statSync(`${dir}/deno`).isFile) return `${dir}/deno`;
+    } catch {
+      // not in this folder
+    }
+  }
+  return Deno.execPath();
+})();
+
+/** Makes `path` a symbolic link to `target` with `ln -s` (Deno.symlink needs unscoped write permission). */
+export async function symlink(target: string, path: string): Promise<void> {
+  const { success, stderr } = await new Deno.Command("ln", { args: ["-s", target, path], stderr: "piped" }).output();
+  if (!success) throw new Error(`ln -s ${target} ${path}: ${new TextDecoder().decode(stderr)}`);
+}

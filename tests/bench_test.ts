@@ -4,6 +4,7 @@
  * to tests), and a bad flag is an error that names it, with exit code 2.
  */
 import assert from "node:assert/strict";
+import { DENO } from "./assert.ts";
 import { fileURLToPath } from "node:url";
 import { loadBlas } from "../lib/backends/native/_blas.ts";
 
@@ -11,7 +12,7 @@ const bench = fileURLToPath(new URL("../bench/bench.ts", import.meta.url));
 const config = fileURLToPath(new URL("../deno.json", import.meta.url));
 
 async function run(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
+  const out = await new Deno.Command(DENO, {
     args: [
       "run",
       "--allow-read",

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "./assert.ts";
+import { assert, assertEquals, assertThrows, DENO } from "./assert.ts";
 import { parseArgsFor, parseExperimentArgs, presetConfig, recipeOf, specFor, UserError, zooConfig } from "../mod.ts";
 import { experiment } from "../experiments/figure1.ts";
 
@@ -46,7 +46,7 @@ Deno.test("--help lists every flag and preset", () => {
 
 Deno.test("figure1 with a bad flag exits 2 with one line and writes nothing", async () => {
   const out = await Deno.makeTempDir();
-  const cmd = new Deno.Command(Deno.execPath(), {
+  const cmd = new Deno.Command(DENO, {
     args: [
       "run",
       "--allow-read",

@@ -4,7 +4,7 @@
  * elsewhere, a results file and its figure are written as one unit, and a
  * redraw reports the files it cannot draw instead of stopping at the first.
  */
-import { assert, assertEquals, assertRejects } from "./assert.ts";
+import { assert, assertEquals, assertRejects, DENO, symlink } from "./assert.ts";
 import {
   ensureWritable,
   presetConfig,
@@ -25,7 +25,7 @@ const decoder = new TextDecoder();
 
 /** Runs an experiment script in a child with `--allow-write` scoped to `writable`; its exit code and stderr. */
 async function script(file: string, args: string[], writable: string[]): Promise<{ code: number; stderr: string }> {
-  const { code, stderr } = await new Deno.Command("deno", {
+  const { code, stderr } = await new Deno.Command(DENO, {
     args: ["run", "--allow-read", "--allow-env", "--allow-ffi", `--allow-write=${writable.join(",")}`, file, ...args],
     stdout: "piped",
     stderr: "piped",
@@ -39,7 +39,7 @@ Deno.test("bad output and cache folders are one-line errors before any work: a f
   await Deno.writeTextFile(`${tmp}/file`, "x");
   await Deno.mkdir(`${tmp}/figures`);
   await Deno.mkdir(`${tmp}/elsewhere`);
-  await Deno.symlink(`${tmp}/elsewhere`, `${tmp}/figures/link`);
+  await symlink(`${tmp}/elsewhere`, `${tmp}/figures/link`);
   const cases: [string[], string][] = [
     [["--out", `${tmp}/file`], `--out ${tmp}/file: ${tmp}/file is a file, expected a folder`],
     [["--out", `${tmp}/file/sub`], "is a file, expected a folder"],
@@ -104,7 +104,7 @@ Deno.test("a set of files is written as a unit: a stop before the journal keeps 
   // A file name that is a link is replaced, never followed.
   const outside = await Deno.makeTempFile();
   await Deno.remove(`${dir}/a.md`);
-  await Deno.symlink(outside, `${dir}/a.md`);
+  await symlink(outside, `${dir}/a.md`);
   await writeFileSet(dir, [["a.json", "3"], ["a.md", "3"]]);
   assertEquals(await Deno.readTextFile(outside), "");
   assert(!(await Deno.lstat(`${dir}/a.md`)).isSymlink);

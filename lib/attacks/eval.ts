@@ -45,7 +45,8 @@ export async function evaluate(model: tfl.LayersModel, data: Dataset, options: E
     ok.dispose();
     if (options.attack) {
       const seed = (options.attack.seed ?? 0) + start;
-      const r = await pgd(model, x, y, { range: data.range, ...options.attack, seed });
+      // `?? data.range`, not a spread default: an attack with `range: undefined` must not clip to [0, 1].
+      const r = await pgd(model, x, y, { ...options.attack, range: options.attack.range ?? data.range, seed });
       adversarial += r.robust.filter(Boolean).length;
       r.adv.dispose();
     }

@@ -4,6 +4,8 @@
  *
  * Attacks are pure functions of (model, x, y, options): the model is run in
  * inference mode with no parameter gradients, and new tensors are returned.
+ * Adversarial training may ask for the model's training-mode forward pass
+ * instead (`bnMode: "train"`); the model is left unchanged either way.
  *
  * @module
  */
@@ -39,6 +41,15 @@ export interface PgdOptions {
   rng?: Rng;
   /** Also return the loss of every restart at every iterate (steps + 1 values). */
   recordLosses?: boolean;
+  /**
+   * The model's mode in every forward pass of the attack. "inference" (default):
+   * batch norm on its running statistics, dropout off. "train": the training-mode
+   * forward pass, batch norm on the statistics of the batch attacked (as
+   * MadryLab's CIFAR-10 training adversary; dropout, where a model has it, on).
+   * Either way no weight or running statistic changes: those that a
+   * training-mode pass updates are put back after it, bit for bit.
+   */
+  bnMode?: "train" | "inference";
 }
 
 /** What {@link pgd} returns. Only `adv` holds tensor memory; dispose it. */
@@ -71,6 +82,33 @@ export function validatePgdOptions(o: PgdOptions): void {
   if (!Number.isInteger(r) || r < 1) throw new RangeError(`restarts must be an integer ≥ 1, got ${r}`);
   if (o.kappa !== undefined && !(o.kappa >= 0)) throw new RangeError(`kappa must be ≥ 0, got ${o.kappa}`);
   if (o.target && o.loss === "cw") throw new RangeError("a targeted attack uses the cross-entropy loss, not cw");
+  if (o.bnMode !== undefined && o.bnMode !== "train" && o.bnMode !== "inference") {
+    throw new RangeError(`bnMode must be "train" or "inference", got ${JSON.stringify(o.bnMode)}`);
+  }
+}
+
+/** Logits of the attacked model in the attack's mode (see {@link PgdOptions.bnMode}). */
+function attackLogits(model: tfl.LayersModel, v: tf.Tensor, o: PgdOptions): tf.Tensor2D {
+  return o.bnMode === "train" ? model.apply(v, { training: true }) as tf.Tensor2D : logits(model, v);
+}
+
+/**
+ * Runs `f`, a forward pass in the attack's mode, and leaves the model as it
+ * was: in training mode batch norm updates its moving statistics (the
+ * model's non-trainable weights), so they are saved before and written back
+ * after. Inference mode changes nothing and saves nothing.
+ */
+function unchanged<T>(model: tfl.LayersModel, o: PgdOptions, f: () => T): T {
+  if (o.bnMode !== "train") return f();
+  const vars = model.nonTrainableWeights;
+  // A clone shares the variable's data; the update assigns new data to the variable, so this keeps the old.
+  const saved = vars.map((w) => tf.clone(w.read()));
+  try {
+    return f();
+  } finally {
+    vars.forEach((w, i) => w.write(saved[i]));
+    tf.dispose(saved);
+  }
 }
 
 /** The per-example objective the attack maximises. */
@@ -102,11 +140,12 @@ export function pgdStep(
   const [lo, hi] = o.range ?? [0, 1];
   let loss: tf.Tensor1D | undefined;
   const next = tf.tidy(() => {
-    const grad = tf.grad((v: tf.Tensor) => {
-      const l = objective(o, logits(model, v), y);
-      loss = tf.keep(l);
-      return l.sum();
-    })(xAdv);
+    const grad = unchanged(model, o, () =>
+      tf.grad((v: tf.Tensor) => {
+        const l = objective(o, attackLogits(model, v, o), y);
+        loss = tf.keep(l);
+        return l.sum();
+      })(xAdv));
     return signStep(xAdv, grad, x, o.stepSize, o.eps, [lo, hi]);
   });
   return { next, loss: loss! };
@@ -212,10 +251,11 @@ export async function pgd(
       xAdv.dispose();
       xAdv = next;
     }
-    const [lossT, okT] = tf.tidy(() => {
-      const z = logits(model, xAdv);
-      return [objective(o, z, y), isCorrect(z, y)];
-    });
+    const [lossT, okT] = unchanged(model, o, () =>
+      tf.tidy(() => {
+        const z = attackLogits(model, xAdv, o);
+        return [objective(o, z, y), isCorrect(z, y)];
+      }));
     const loss = await lossT.data() as Float32Array;
     const hit = await okT.data();
     lossT.dispose();

@@ -3,4 +3,12 @@
  *
  * @module
  */
-export { type BackendInfo, type BackendName, BACKENDS, currentBackend, useBackend, versions } from "./select.ts";
+export {
+  type BackendInfo,
+  type BackendName,
+  BACKENDS,
+  currentBackend,
+  useBackend,
+  type UseBackendOptions,
+  versions,
+} from "./select.ts";

@@ -31,13 +31,24 @@ export function currentBackend(): BackendInfo | undefined {
   return current;
 }
 
+/** Options of {@link useBackend}. */
+export interface UseBackendOptions {
+  /** Print nothing (by default the choice is printed to stderr as one `backend: …` line). */
+  quiet?: boolean;
+  /**
+   * Cache folder (an experiment's `--cache-dir`): the native backend's compiled libraries go to
+   * `<cacheDir>/native`. Default: `ADV_CACHE_DIR`, else `.cache`.
+   */
+  cacheDir?: string;
+}
+
 /**
  * Makes `requested` the active backend. An explicit backend that cannot start
  * is a {@link UserError}; `auto` falls back and says why.
  */
 export async function useBackend(
   requested: BackendName = "auto",
-  options: { quiet?: boolean } = {},
+  options: UseBackendOptions = {},
 ): Promise<BackendInfo> {
   if (!(BACKENDS as readonly string[]).includes(requested)) {
     throw new UserError(`unknown backend "${requested}", expected one of ${BACKENDS.join(", ")}`);
@@ -60,14 +71,19 @@ export async function useBackend(
   }
   if (!info && (requested === "auto" || requested === "native")) {
     const native = await import("./native/mod.ts");
-    const r = await native.registerNativeBackend();
+    const r = await native.registerNativeBackend({ cacheDir: options.cacheDir });
+    if (r.ok && r.blasLibraryError && requested === "native") {
+      throw new UserError(`--backend native: ${r.blasLibraryError}`);
+    }
     if (r.ok && await tf.setBackend("native")) {
       const why = native.compiledReason;
       const loops = why ? `TypeScript loops (no compiled ones: ${why})` : "compiled C loops";
       const conv = native.dnnlReason
         ? `im2col + BLAS convolutions (no oneDNN: ${native.dnnlReason})`
         : "oneDNN convolutions";
-      info = { name: "native", requested, detail: `BLAS ${r.path}, ${conv}, ${loops}` };
+      const blas = r.blasLibraryError ? `${r.path} (${r.blasLibraryError}; used ${r.path} instead)` : r.path;
+      const notes = r.notes.length ? ` (${r.notes.join("; ")})` : "";
+      info = { name: "native", requested, detail: `BLAS ${blas}, ${conv}, ${loops}${notes}` };
     } else {
       const why = r.ok ? "backend failed to start" : r.reason;
       if (requested === "native") throw new UserError(`--backend native cannot load: ${why}`);

@@ -7,6 +7,12 @@
  * (`await t.data()`, `await t.array()`): the synchronous reads need a canvas,
  * which Deno lacks.
  *
+ * Where `XDG_RUNTIME_DIR` is unset (a container, a cron job, ssh without a
+ * login session), each adapter request made the Vulkan/EGL drivers' Wayland
+ * probe print `error: XDG_RUNTIME_DIR is invalid or not set in the environment.`
+ * twice; before the first request it is pointed at a private folder (see
+ * {@link webgpuAdapterInfo}).
+ *
  * ```ts
  * import { tf } from "../core/tf.ts";
  * import { registerWebgpuBackend, webgpuAdapterInfo } from "./webgpu.ts";
@@ -43,6 +49,7 @@ interface AdapterInfoLike {
  * WebGPU is missing or refuses, `available` is false and `description` says why.
  */
 export async function webgpuAdapterInfo(): Promise<WebgpuAdapterInfo> {
+  setRuntimeDir();
   try {
     const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
     if (!gpu) {
@@ -91,8 +98,57 @@ let registering: Promise<void> | undefined;
  */
 export function registerWebgpuBackend(): Promise<void> {
   registering ??= (async () => {
+    setRuntimeDir();
     tf.backend(); // initialise (pin) the current or default backend first
     await import("@tensorflow/tfjs-backend-webgpu");
   })();
   return registering;
+}
+
+/** A folder that can never exist (`/dev/null` is not a folder): Wayland finds no display there, and says nothing. */
+const NO_RUNTIME_DIR = "/dev/null/adv-no-runtime-dir";
+
+let runtimeDirSet = false;
+
+function granted(desc: Deno.PermissionDescriptor): boolean {
+  try {
+    return Deno.permissions.querySync(desc).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Where `XDG_RUNTIME_DIR` is unset or not an absolute path (libwayland's test), points it, for the rest of the
+ * process (every adapter request probes again), at a private folder: a new one with mode 0700 in the temporary
+ * folder where this process may write there (removed at exit), else a path that cannot exist. Needs
+ * `--allow-env`; without it, nothing changes.
+ */
+function setRuntimeDir(): void {
+  if (runtimeDirSet) return;
+  runtimeDirSet = true;
+  if (Deno.build.os === "windows" || Deno.build.os === "darwin") return;
+  if (!granted({ name: "env", variable: "XDG_RUNTIME_DIR" })) return;
+  if (Deno.env.get("XDG_RUNTIME_DIR")?.startsWith("/")) return;
+  Deno.env.set("XDG_RUNTIME_DIR", privateFolder() ?? NO_RUNTIME_DIR);
+}
+
+/** A new folder of mode 0700 in the temporary folder, removed when the process exits; undefined where not allowed. */
+function privateFolder(): string | undefined {
+  const tmp = (granted({ name: "env", variable: "TMPDIR" }) ? Deno.env.get("TMPDIR") : undefined) || "/tmp";
+  if (!granted({ name: "write", path: tmp })) return undefined;
+  try {
+    const dir = Deno.makeTempDirSync({ dir: tmp, prefix: "adv-runtime-" });
+    Deno.chmodSync(dir, 0o700);
+    globalThis.addEventListener("unload", () => {
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch {
+        // already gone
+      }
+    });
+    return dir;
+  } catch {
+    return undefined;
+  }
 }

@@ -526,7 +526,7 @@ export async function experimentMain<C extends BaseConfig, B>(e: Experiment<C, B
     const { config, common } = parsed;
     await ensureWritable(common.out, "--out", RESULTS_ROOM);
     await ensureWritable(common.cacheDir, "--cache-dir");
-    await useBackend(common.backend, { quiet: common.quiet });
+    await useBackend(common.backend, { quiet: common.quiet, cacheDir: common.cacheDir });
     const results = await runExperiment(e, config, {
       ...common,
       command: ["deno task", e.name, ...args].join(" "),

@@ -17,7 +17,8 @@ import { perturb, validatePgdOptions } from "../attacks/pgd.ts";
 import { Rng } from "../core/rng.ts";
 import { Adam, Momentum, type Optimizer } from "./optim.ts";
 import { configHash } from "../core/hash.ts";
-import { loadCheckpoint, readLatestState, saveCheckpoint } from "./checkpoint.ts";
+import { type Checkpoint, loadCheckpoint, readLatestState, saveCheckpoint } from "./checkpoint.ts";
+import { lockFolder } from "./_lock.ts";
 import { Progress } from "../core/progress.ts";
 import { check } from "../core/errors.ts";
 
@@ -137,6 +138,10 @@ export function validateTrainConfig(c: TrainConfig): void {
       `lrPoints must have increasing steps ≥ 0 and rates ≥ 0, got ${JSON.stringify(p)}`,
     );
   }
+  check(
+    c.attackBn === undefined || c.attackBn === "train" || c.attackBn === "inference",
+    `attackBn must be train or inference (or absent, meaning inference), got ${JSON.stringify(c.attackBn)}`,
+  );
   if (c.method !== "natural") {
     try {
       validatePgdOptions({
@@ -217,8 +222,10 @@ function makeOptimizer(c: TrainConfig, model: tfl.LayersModel): Optimizer {
 
 /**
  * One training step on a batch: builds the training adversary's examples (none
- * for natural training), then one optimiser step on the mean cross-entropy of
- * those examples. Returns the loss and the accuracy on them.
+ * for natural training) by attacking the current weights, in the batch-norm mode
+ * of `c.attackBn` and leaving the model unchanged, then one optimiser step on
+ * the mean cross-entropy of those examples in training mode (which updates the
+ * running statistics once). Returns the loss and the accuracy on them.
  */
 export function trainStep(
   model: tfl.LayersModel,
@@ -236,6 +243,7 @@ export function trainStep(
     randomStart: c.randomStart,
     range,
     rng,
+    bnMode: c.attackBn ?? "inference",
   });
   const vars = trainableVariables(model);
   let correct: tf.Tensor | undefined;
@@ -286,20 +294,64 @@ export async function isTrained(config: TrainConfig, cacheDir = ".cache"): Promi
  * Trains a model for `config`, or returns the cached one. A partial run is
  * resumed from its last checkpoint with nothing lost: weights, optimiser state,
  * data order, random-start generator and loss history all continue as if
- * uninterrupted.
+ * uninterrupted. One process at a time trains into a model folder: another run
+ * of the same config waits for it (saying so on stderr unless quiet), then
+ * reuses its model.
  */
 export async function trainModel(config: TrainConfig, options: TrainOptions): Promise<TrainedModel> {
   validateTrainConfig(config);
   const hash = await configHash(config);
   const dir = await modelDir(config, options.cacheDir);
-  const ckpt = options.retrain ? null : await loadCheckpoint(dir, hash);
+  // A finished model is read without the lock (a shared cache may be read-only; nothing writes a
+  // finished checkpoint) ...
+  let peekError: unknown;
+  const latest = options.retrain ? null : await readLatestState(dir).catch((e) => void (peekError = e));
+  if (latest?.state.done) {
+    const finished = await loadCheckpoint(dir, hash, config.steps);
+    if (finished?.state.done) return await trainFrom(finished, config, options, hash, dir);
+    finished?.model.dispose();
+  }
+  // ... anything else waits for a run in progress in another process, then looks again.
+  const lock = await Deno.mkdir(dir, { recursive: true })
+    .then(() =>
+      lockFolder(dir, (holder) => {
+        if (!options.quiet) console.error(`waiting for ${holder} training ${dir}`);
+      })
+    )
+    .catch((e) => {
+      throw peekError ?? e; // a read-only cache: what was wrong with its checkpoint
+    });
+  try {
+    const ckpt = options.retrain ? null : await loadCheckpoint(dir, hash, config.steps);
+    return await trainFrom(ckpt, config, options, hash, dir);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** {@link trainModel} from checkpoint `ckpt` (null: from scratch); the caller holds the lock unless it is done. */
+async function trainFrom(
+  ckpt: Checkpoint | null,
+  config: TrainConfig,
+  options: TrainOptions,
+  hash: string,
+  dir: string,
+): Promise<TrainedModel> {
   const history: TrainHistory = (ckpt?.state.history as TrainHistory) ?? { loss: [], accuracy: [] };
   let trainSeconds = (ckpt?.state.trainSeconds as number) ?? 0;
   if (ckpt?.state.done) {
     return { model: ckpt.model, config, hash, dir, history, fromCache: true, trainSeconds, step: ckpt.state.step };
   }
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2) + "\n");
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2) + "\n");
+  } catch (err) {
+    const full = /No space left|os error 28/.test((err as Error).message);
+    check(
+      false,
+      `cannot start the model folder ${dir}: ${full ? "no space left on the device" : (err as Error).message}`,
+    );
+  }
 
   const model = ckpt?.model ?? buildModel(config);
   const optimizer = makeOptimizer(config, model);

@@ -43,9 +43,13 @@ export type Sgemm = (
   ldc: number,
 ) => void;
 
-/** Result of {@link loadBlas}: the loaded `sgemm` and the library path, or why not. */
+/**
+ * Result of {@link loadBlas}: the loaded `sgemm` and the library path, or why not. `envError` is set where
+ * `BLAS_LIBRARY` named a library that could not be loaded and another one was loaded instead:
+ * `BLAS_LIBRARY=<path> could not be loaded: <why>`.
+ */
 export type BlasResult =
-  | { ok: true; sgemm: Sgemm; path: string }
+  | { ok: true; sgemm: Sgemm; path: string; envError?: string }
   | { ok: false; reason: string };
 
 /** Places searched after `BLAS_LIBRARY`, in order. */
@@ -143,17 +147,18 @@ export function loadBlas(): BlasResult {
   const fromEnv = envPath();
   const candidates = fromEnv ? [fromEnv, ...BLAS_CANDIDATES] : [...BLAS_CANDIDATES];
   const failures: string[] = [];
-  for (const path of candidates) {
+  let envError: string | undefined;
+  for (const [i, path] of candidates.entries()) {
     let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
     try {
       lib = Deno.dlopen(path, SYMBOLS);
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      failures.push(`${path}: ${message.split("\n")[0]}`);
-      if (path === fromEnv) {
-        // An explicit choice that fails is worth saying even if a fallback loads.
-        failures[failures.length - 1] = `BLAS_LIBRARY=${failures[failures.length - 1]}`;
-      }
+      // Deno repeats its "Could not open library: " prefix; the loader's own message follows it.
+      const message = (err instanceof Error ? err.message : String(err)).split("\n")[0]
+        .replace(/^(Could not open library: )+/, "");
+      // An explicit choice that fails is worth saying even if a fallback loads.
+      if (fromEnv && i === 0) envError = `BLAS_LIBRARY=${path} could not be loaded: ${message}`;
+      else failures.push(`${path}: ${message}`);
       continue;
     }
     const f = lib.symbols.cblas_sgemm;
@@ -183,13 +188,11 @@ export function loadBlas(): BlasResult {
         ldc,
       );
     };
-    cached = { ok: true, sgemm, path };
+    cached = envError ? { ok: true, sgemm, path, envError } : { ok: true, sgemm, path };
     return cached;
   }
-  cached = {
-    ok: false,
-    reason: `no BLAS with cblas_sgemm found (set BLAS_LIBRARY to its path, or install ` +
-      `libopenblas0-pthread); tried ${failures.join("; ")}`,
-  };
+  const none = `no BLAS with cblas_sgemm found (set BLAS_LIBRARY to its path, or install libopenblas0-pthread); ` +
+    `tried ${failures.join("; ")}`;
+  cached = { ok: false, reason: envError ? `${envError}, and ${none}` : none };
   return cached;
 }

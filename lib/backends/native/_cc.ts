@@ -6,10 +6,18 @@
  * the native backend keeps its TypeScript loops; nothing else changes.
  *
  * Permissions: `--allow-ffi`, `--allow-run=cc` and write access to the cache
- * folder (default `.cache`, or `ADV_CACHE_DIR`).
+ * folder (set by {@link setCompiledCacheDir}, else `ADV_CACHE_DIR`, else `.cache`).
+ *
+ * Each library is checked before it is loaded: beside it lies a record of its
+ * SHA-256 (`<library>.sha256`, written after the library is complete), and a
+ * library that does not match its record, or has none, is rebuilt instead of
+ * loaded, since loading a truncated one kills the process with SIGBUS. Builds
+ * go to a temporary name that is renamed into place, so a reader never sees half
+ * a library.
  *
  * @module
  */
+import { createHash } from "node:crypto";
 
 const SYMBOLS = {
   adv_im2col: { parameters: ["buffer", "buffer", "i32", "i32", "buffer"], result: "void" },
@@ -241,6 +249,26 @@ export interface CompiledKernels {
 
 let cached: { ok: true; kernels: CompiledKernels } | { ok: false; reason: string } | undefined;
 
+/** The cache folder given by {@link setCompiledCacheDir}, if any. */
+let cacheDirOption: string | undefined;
+
+/** What the loads did to the cache that a user should hear of (a library rebuilt, and why). */
+const notes: string[] = [];
+
+/**
+ * Sets the cache folder the compiled libraries go to (`<dir>/native`); undefined
+ * restores the default, `ADV_CACHE_DIR`, else `.cache`. Takes effect for the
+ * libraries not loaded yet (each loads once per process).
+ */
+export function setCompiledCacheDir(dir: string | undefined): void {
+  cacheDirOption = dir;
+}
+
+/** What loading the compiled libraries did to the cache so far, one sentence each (`rebuilt …: …`). */
+export function compiledCacheNotes(): readonly string[] {
+  return notes;
+}
+
 function granted(desc: Deno.PermissionDescriptor): boolean {
   try {
     return Deno.permissions.querySync(desc).state === "granted";
@@ -262,9 +290,12 @@ export function loadCompiledKernels(): { ok: true; kernels: CompiledKernels } | 
 function load(): { ok: true; kernels: CompiledKernels } | { ok: false; reason: string } {
   passiveOpenMp();
   // -fno-trapping-math lets the compiler vectorise the loops' selects; OpenMP, where the compiler has it, spreads them over the cores.
-  let built = compile("native_kernels.c", "kernels-omp", ["-fno-trapping-math", "-fopenmp"], ["-ldl"]);
-  if (!built.ok) built = compile("native_kernels.c", "kernels", ["-fno-trapping-math"], ["-ldl"]);
-  if (!built.ok) return built;
+  const omp = compile("native_kernels.c", "kernels-omp", ["-fno-trapping-math", "-fopenmp"], ["-ldl"]);
+  const built = omp.ok ? omp : compile("native_kernels.c", "kernels", ["-fno-trapping-math"], ["-ldl"]);
+  if (!built.ok) {
+    const why = omp.ok || omp.reason === built.reason ? built.reason : `${omp.reason}; without OpenMP: ${built.reason}`;
+    return { ok: false, reason: why };
+  }
   const so = built.path;
   try {
     const lib = Deno.dlopen(so, SYMBOLS);
@@ -367,9 +398,11 @@ function env(name: string): string | undefined {
   return granted({ name: "env", variable: name }) ? Deno.env.get(name) : undefined;
 }
 
+const NO_CC = "no C compiler (cc) on the PATH";
+
 /**
  * Compiles `lib/<file>` (with `flags`, linking `libs`) into `<cache>/native/<stem>-<hash>-<os>-<arch>.so` unless
- * that file exists; returns its path, or why it could not.
+ * that file exists and matches its checksum record; returns its path, or why it could not.
  */
 function compile(
   file: string,
@@ -379,7 +412,10 @@ function compile(
 ): { ok: true; path: string } | { ok: false; reason: string } {
   if (env("ADV_NO_CC")) return { ok: false, reason: "ADV_NO_CC is set" };
   if (!granted({ name: "ffi" })) return { ok: false, reason: "no --allow-ffi" };
-  if (!granted({ name: "run", command: "cc" })) return { ok: false, reason: "no --allow-run=cc" };
+  if (!granted({ name: "run", command: "cc" })) {
+    // `--allow-run=cc` with no cc on the PATH reads as not granted too: say which it is.
+    return { ok: false, reason: ccOnPath() === false ? NO_CC : "no --allow-run=cc" };
+  }
   const source = new URL(`./${file}`, import.meta.url);
   let text: string;
   try {
@@ -387,35 +423,118 @@ function compile(
   } catch (e) {
     return { ok: false, reason: `cannot read ${source.pathname}: ${(e as Error).message}` };
   }
-  const dir = `${env("ADV_CACHE_DIR") ?? ".cache"}/native`;
+  const dir = `${cacheDirOption ?? env("ADV_CACHE_DIR") ?? ".cache"}/native`;
   if (!granted({ name: "write", path: dir })) return { ok: false, reason: `no write permission for ${dir}` };
   // -z nodelete: the library (and the OpenMP runtime it pulls in) stays mapped until the process ends, so that
   // unloading it at exit cannot pull the code from under threads still parked in it (a crash at exit otherwise).
   const args = ["-O3", "-march=native", "-fPIC", "-shared", "-Wl,-z,nodelete", ...flags];
   const so = `${dir}/${stem}-${hash(text + args.join(" "))}-${Deno.build.os}-${Deno.build.arch}.so`;
+  const stale = checkLibrary(so);
+  if (stale === "") return { ok: true, path: so };
+  const built = build(so, source.pathname, args, libs);
+  if (stale === undefined) return built;
+  if (!built.ok) return { ok: false, reason: `${so} ${stale} and cannot be rebuilt: ${built.reason}` };
+  notes.push(`rebuilt ${so}: the cached copy ${stale}`);
+  return built;
+}
+
+/**
+ * Whether the library at `so` may be loaded: "" when it matches its checksum record, undefined when there is no
+ * library, else what is wrong with it.
+ */
+function checkLibrary(so: string): string | undefined {
+  let bytes: Uint8Array;
   try {
-    Deno.statSync(so);
-    return { ok: true, path: so };
+    bytes = Deno.readFileSync(so);
   } catch {
-    // not built yet
+    return undefined; // not built yet (or unreadable: rebuilding replaces it)
   }
+  let record: string;
+  try {
+    record = Deno.readTextFileSync(`${so}.sha256`).trim();
+  } catch {
+    return "has no checksum record";
+  }
+  return sha256(bytes) === record ? "" : `fails its checksum (${bytes.length} bytes)`;
+}
+
+/**
+ * Compiles `source` into `so` through a temporary file renamed into place, then records the SHA-256 of the
+ * result in `<so>.sha256` (also through a rename), so that neither is ever seen half-written.
+ */
+function build(
+  so: string,
+  source: string,
+  args: string[],
+  libs: string[],
+): { ok: true; path: string } | { ok: false; reason: string } {
+  const dir = so.slice(0, so.lastIndexOf("/"));
+  const tmp = `${so}.${Deno.pid}.tmp`;
   try {
     Deno.mkdirSync(dir, { recursive: true });
-    const tmp = `${so}.${Deno.pid}.tmp`;
-    const out = new Deno.Command("cc", {
-      args: [...args, "-o", tmp, source.pathname, ...libs],
-      stdout: "piped",
-      stderr: "piped",
-    }).outputSync();
-    if (!out.success) {
-      const first = new TextDecoder().decode(out.stderr).split("\n").find((l) => /error/.test(l));
-      return { ok: false, reason: `cc ${file} failed: ${first ?? "unknown error"}` };
-    }
+  } catch (e) {
+    return { ok: false, reason: `cannot create ${dir}: ${firstLine(e)}` };
+  }
+  let out: Deno.CommandOutput;
+  try {
+    out = new Deno.Command("cc", { args: [...args, "-o", tmp, source, ...libs], stdout: "piped", stderr: "piped" })
+      .outputSync();
+  } catch (e) {
+    return { ok: false, reason: e instanceof Deno.errors.NotFound ? NO_CC : `cannot run cc: ${firstLine(e)}` };
+  }
+  if (!out.success) {
+    removeQuietly(tmp);
+    const first = new TextDecoder().decode(out.stderr).split("\n").find((l) => /error/.test(l));
+    return { ok: false, reason: `cc ${source.slice(source.lastIndexOf("/") + 1)} failed: ${first ?? "unknown error"}` };
+  }
+  try {
+    const sum = sha256(Deno.readFileSync(tmp));
     Deno.renameSync(tmp, so);
+    const record = `${so}.sha256.${Deno.pid}.tmp`;
+    Deno.writeTextFileSync(record, `${sum}\n`);
+    Deno.renameSync(record, `${so}.sha256`);
     return { ok: true, path: so };
   } catch (e) {
-    return { ok: false, reason: `no C compiler (cc): ${(e as Error).message.split("\n")[0]}` };
+    removeQuietly(tmp);
+    return { ok: false, reason: `cannot store ${so}: ${firstLine(e)}` };
   }
+}
+
+/**
+ * Whether `cc` is in a folder of the PATH: undefined where that cannot be told without a permission prompt (no
+ * `--allow-env=PATH`, or a folder this process may not read).
+ */
+function ccOnPath(): boolean | undefined {
+  const path = env("PATH");
+  if (path === undefined) return undefined;
+  for (const folder of path.split(":")) {
+    if (!folder) continue;
+    const cc = `${folder}/cc`;
+    if (!granted({ name: "read", path: cc })) return undefined;
+    try {
+      if (Deno.statSync(cc).isFile) return true;
+    } catch {
+      // not in this folder
+    }
+  }
+  return false;
+}
+
+function removeQuietly(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
+}
+
+/** SHA-256 of `bytes`, in hex: the checksum record of a compiled library. */
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
 }
 
 /** FNV-1a of the source, in hex: names the compiled file. */

@@ -27,6 +27,7 @@ import { tf } from "../../core/tf.ts";
 import { type Kernel, NativeBackend } from "./_backend.ts";
 import { cpuKernels } from "./_helpers.ts";
 import { compiled, setSgemm, useCompiledLoops } from "./_libs.ts";
+import { compiledCacheNotes, setCompiledCacheDir } from "./_cc.ts";
 import { useDnnl } from "./_dnnl.ts";
 import { EXTRA, OVERRIDES } from "./_kernels.ts";
 
@@ -40,8 +41,23 @@ export const NATIVE_BACKEND = "native";
 /** Names of the kernels the native backend implements itself (the rest are the cpu ones). */
 export const NATIVE_KERNELS: readonly string[] = Object.keys(OVERRIDES);
 
-/** Result of {@link registerNativeBackend}. */
-export type NativeResult = { ok: true; path: string } | { ok: false; reason: string };
+/**
+ * Result of {@link registerNativeBackend}: the BLAS library in use, or why the backend could not register.
+ * `blasLibraryError` says why a `BLAS_LIBRARY` that was set could not be loaded (another BLAS is then in
+ * use); `notes`, what loading the compiled libraries did to the cache (a library rebuilt, and why).
+ */
+export type NativeResult =
+  | { ok: true; path: string; blasLibraryError?: string; notes: readonly string[] }
+  | { ok: false; reason: string };
+
+/** Options of {@link registerNativeBackend}. */
+export interface NativeOptions {
+  /**
+   * Cache folder: the compiled libraries go to `<cacheDir>/native` (default `ADV_CACHE_DIR`, else `.cache`).
+   * Read by the first registration only.
+   */
+  cacheDir?: string;
+}
 
 let registered: NativeResult | undefined;
 
@@ -52,10 +68,11 @@ let registered: NativeResult | undefined;
  * `--allow-ffi`, no library), registering nothing. Calling it again returns the
  * first successful result and registers nothing twice.
  */
-export function registerNativeBackend(): Promise<NativeResult> {
+export function registerNativeBackend(options: NativeOptions = {}): Promise<NativeResult> {
   if (registered) return Promise.resolve(registered);
   const blas = loadBlas();
   if (!blas.ok) return Promise.resolve(blas);
+  if (options.cacheDir !== undefined) setCompiledCacheDir(options.cacheDir);
   setSgemm(blas.sgemm);
   useCompiledLoops(true);
   compiled?.pin(blas.path); // OpenBLAS's threads stay parked in it until exit
@@ -86,6 +103,6 @@ export function registerNativeBackend(): Promise<NativeResult> {
   if (!tf.findBackendFactory(NATIVE_BACKEND)) {
     tf.registerBackend(NATIVE_BACKEND, () => new NativeBackend(), 0);
   }
-  registered = { ok: true, path: blas.path };
+  registered = { ok: true, path: blas.path, blasLibraryError: blas.envError, notes: [...compiledCacheNotes()] };
   return Promise.resolve(registered);
 }
