@@ -35,6 +35,11 @@ import {
   STANDARDIZE_GRAD,
 } from "../lib/backends/kernel_names.ts";
 import { tf } from "../lib/core/tf.ts";
+import { type NativeBackend } from "../lib/backends/native/_backend.ts";
+import { COMPILED_BINARY_MIN } from "../lib/backends/native/_elementwise.ts";
+import { modelB } from "../lib/nn/model_b.ts";
+import { crossEntropy as sparseCrossEntropy } from "../lib/nn/losses.ts";
+import { relError } from "./assert.ts";
 
 const blas = loadBlas();
 const ignore = !blas.ok;
@@ -708,5 +713,163 @@ Deno.test({
         assert.ok(e <= TOL, `native (${loops} loops) vs cpu momentum, ${name}: ${e}`);
       }
     });
+  },
+});
+
+/** The constructor of the array a tensor's data is stored in on the current backend. */
+function storedAs(t: tf.Tensor): string {
+  return (tf.backend() as NativeBackend).data.get(t.dataId).values?.constructor.name ?? "nothing";
+}
+
+Deno.test({
+  name: "native kernels read float32 tensors that hold bool or int32 data (what Cast to float32 leaves) as cpu does",
+  ignore,
+  fn: async () => {
+    await setup();
+    // Cast to float32 from bool or int32 only relabels the data (Uint8Array, Int32Array): dropout's
+    // x.mul(keep.cast("float32")), crossEntropy's logits.mul(oneHot). Long enough for the compiled loops.
+    const big = [4, 33, 17, 16];
+    assert.ok(big.reduce((p, q) => p * q) >= COMPILED_BINARY_MIN);
+    const mask = (shape: number[], seed: number) => tf.greaterEqual(tensor(shape, seed), -0.6).cast("float32");
+    const ints = (shape: number[], seed: number) => tf.round(tensor(shape, seed, -3, 3)).cast("int32").cast("float32");
+    await tf.setBackend(NATIVE_BACKEND);
+    tf.tidy(() => {
+      assert.equal(storedAs(mask([4], 1)), "Uint8Array", "a float32 cast of a bool tensor keeps its bytes");
+      assert.equal(storedAs(ints([4], 1)), "Int32Array", "a float32 cast of an int32 tensor keeps its int32s");
+    });
+    for (const dnnl of [true, false]) {
+      useDnnl(dnnl);
+      await eachLoops(async (loops) => {
+        const how = `(${loops} loops, oneDNN ${dnnl ? "on" : "off"})`;
+        await assertSame(`arithmetic with cast masks and integers ${how}`, () => {
+          const x = tensor(big, 500), m = mask(big, 501), k = ints(big, 502);
+          const mc = mask([16], 503), kc = ints([16], 504);
+          return [
+            tf.mul(x, m),
+            tf.mul(m, x),
+            tf.div(tf.mul(x, m), 0.8),
+            tf.add(x, k),
+            tf.sub(k, x),
+            tf.mul(k, m),
+            tf.mul(x, mc),
+            tf.add(kc, x),
+            tf.div(x, tf.add(k, 10)),
+          ];
+        });
+        await assertSame(`gradient through a cast dropout mask ${how}`, () => {
+          const x = tensor(big, 510), m = mask(big, 511), r = tensor(big, 512);
+          return tf.grad((a) => tf.sum(tf.mul(tf.mul(a, m), r)))(x);
+        });
+        await assertSame(`unary kernels and sums of cast tensors ${how}`, () => {
+          const m = mask(big, 520), k = ints(big, 521);
+          return [
+            tf.relu(k),
+            tf.relu(m),
+            tf.step(k, 0.5),
+            tf.neg(m),
+            tf.sqrt(m),
+            tf.leakyRelu(k, 0.1),
+            tf.sum(k, [0, 1, 2]),
+            tf.mean(m, [0, 1, 2]),
+            tf.sum(k, -1),
+            tf.where(tf.greater(tensor(big, 522), 0), m, k),
+            tf.slice(k, [1, 2, 3, 4], [2, 20, 10, 9]),
+            tf.pad(m, [[0, 0], [1, 2], [0, 1], [0, 0]], 0.5),
+          ];
+        });
+        await assertSame(`pooling, convolutions and products of cast tensors ${how}`, () => {
+          const m = mask(big, 530) as tf.Tensor4D, k = ints(big, 531) as tf.Tensor4D;
+          return [
+            tf.maxPool(k, 2, 2, "valid"),
+            tf.avgPool(m, 3, 2, "same"),
+            tf.grad((a) => tf.sum(tf.maxPool(a as tf.Tensor4D, 2, 2, "valid")))(k),
+            tf.conv2d(m, tensor([3, 3, 16, 8], 532) as tf.Tensor4D, 1, "same"),
+            tf.conv2d(tensor([2, 28, 28, 1], 533) as tf.Tensor4D, ints([8, 8, 1, 64], 534) as tf.Tensor4D, 2, "same"),
+            tf.fused.conv2d({
+              x: k,
+              filter: tensor([5, 5, 16, 4], 535) as tf.Tensor4D,
+              strides: 1,
+              pad: "valid",
+              bias: mask([4], 536),
+              activation: "relu",
+            }),
+            tf.matMul(ints([64, 40], 537), mask([40, 33], 538)),
+            tf.mul(
+              tensor([4000, 10], 539),
+              tf.oneHot(tf.tensor1d(Array.from({ length: 4000 }, (_, i) => i % 10), "int32"), 10),
+            ),
+          ];
+        });
+      });
+    }
+    useDnnl(true);
+  },
+});
+
+/**
+ * One training-mode step of a fresh model B(0) on the current backend: the taped and untaped losses and the
+ * gradients of the weights `pick` keeps (by index, as trainableWeights lists them).
+ */
+function modelBStep(
+  x: tf.Tensor,
+  y: tf.Tensor1D,
+  pick: (w: { shape: unknown[] }) => boolean,
+): { loss: number; untaped: number; grads: Map<number, Float32Array> } {
+  const model = modelB(0);
+  const weights = model.trainableWeights.map((w, i) => [i, w] as const).filter(([, w]) => pick(w));
+  const vars = weights.map(([, w]) => w.read() as tf.Variable);
+  const loss = (logits: tf.Tensor) => sparseCrossEntropy(logits as tf.Tensor2D, y).mean() as tf.Scalar;
+  const { value, grads } = tf.variableGrads(() => loss(model.apply(x, { training: true }) as tf.Tensor), vars);
+  const untaped = tf.tidy(() => loss(model.apply(x, { training: true }) as tf.Tensor).dataSync()[0]);
+  const out = {
+    loss: value.dataSync()[0],
+    untaped,
+    grads: new Map(weights.map(([i], j) => [i, grads[vars[j].name].dataSync() as Float32Array])),
+  };
+  tf.dispose([value, ...Object.values(grads)]);
+  model.dispose();
+  return out;
+}
+
+Deno.test({
+  name: "native model B (dropout on the input) training-mode loss and gradients equal cpu at batch 64",
+  ignore,
+  fn: async () => {
+    await setup();
+    // Batch 64: the input dropout's product (64·784 values) goes through the compiled loop.
+    assert.ok(64 * 28 * 28 >= COMPILED_BINARY_MIN);
+    const x = tensor([64, 28, 28, 1], 600, 0, 1);
+    const y = tf.tensor1d(Array.from({ length: 64 }, (_, i) => i % 10), "int32");
+    // The cpu backend takes minutes for the convolution kernels' gradients at this batch (its
+    // Conv2DBackpropFilter), so it gives the losses and the gradients of the biases and the dense kernel
+    // (which need none); the convolution kernels' gradients are checked against the native backend's
+    // TypeScript loops and im2col + BLAS, which equal cpu's kernel by kernel above.
+    const cheap = (w: { shape: unknown[] }) => w.shape.length < 4;
+    await tf.setBackend("cpu");
+    const ref = modelBStep(x, y, cheap);
+    await tf.setBackend(NATIVE_BACKEND);
+    const got = modelBStep(x, y, () => true);
+    useDnnl(false);
+    useCompiledLoops(false);
+    let plain: typeof got;
+    try {
+      plain = modelBStep(x, y, () => true);
+    } finally {
+      useCompiledLoops(true);
+      useDnnl(true);
+    }
+    assert.ok(Number.isFinite(ref.loss) && ref.loss > 0, `cpu loss ${ref.loss}`);
+    assert.ok(
+      relError([got.loss, got.untaped], [ref.loss, ref.untaped]) <= TOL,
+      `native losses ${got.loss}, ${got.untaped} vs cpu ${ref.loss}, ${ref.untaped}`,
+    );
+    assert.equal(got.grads.size, 8);
+    assert.equal(ref.grads.size, 5); // three conv biases, the dense kernel and bias
+    for (const [i, g] of got.grads) {
+      const [against, r] = ref.grads.has(i) ? ["cpu", ref.grads.get(i)!] : ["TypeScript loops", plain.grads.get(i)!];
+      const e = relError(g, r);
+      assert.ok(e <= 1e-3, `gradient of weight ${i}: relative error ${e} against ${against}`);
+    }
+    tf.dispose([x, y]);
   },
 });

@@ -6,9 +6,16 @@
  */
 import { type Info, type Kernel, type KernelArgs, type NativeBackend } from "./_backend.ts";
 
-/** The float32 data of a tensor of this backend (no copy). */
+/**
+ * The float32 data of a tensor of this backend: no copy when it is stored as a Float32Array, else a float32
+ * copy. A float32 tensor is not always stored as one: the cpu backend's Cast to float32 from bool or int32 keeps
+ * the input's data (a Uint8Array, an Int32Array) and only relabels its dtype, so `x.mul(mask.cast("float32"))`
+ * (dropout) hands a kernel one byte per value. The JS loops read such arrays right, but the compiled loops, the
+ * BLAS and oneDNN read their bytes as floats: garbage, and, for a Uint8Array, reads past its end.
+ */
 export function values(backend: NativeBackend, t: Info): Float32Array {
-  return backend.data.get(t.dataId).values as Float32Array;
+  const v = backend.data.get(t.dataId).values;
+  return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
 }
 
 /** A float32 tensor of this backend over `vals` (no copy). */
