@@ -5,3 +5,25 @@
  */
 export { fgsm, perturb, pgd, type PgdOptions, type PgdResult, pgdStep, signStep, validatePgdOptions } from "./pgd.ts";
 export { type Accuracy, type EvalOptions, evaluate } from "./eval.ts";
+export {
+  accuracy,
+  type Attack,
+  type AttackMethod,
+  type AttackOutcome,
+  craft,
+  mergeOutcomes,
+  runSuite,
+  type SuiteOptions,
+  targetClass,
+  validateAdversarial,
+  worstCase,
+} from "./suite.ts";
+export {
+  advFile,
+  type Check,
+  evaluateRobustness,
+  type RobustnessInput,
+  type RobustnessResult,
+  type SuiteRow,
+  worstRows,
+} from "./robustness.ts";

@@ -39,3 +39,4 @@ export {
   specFor,
   writeResults,
 } from "./harness.ts";
+export { type TableBody, type TableConfig, tableExperiment, type TableSpec } from "./tables.ts";

@@ -1,0 +1,321 @@
+/**
+ * A robustness evaluation as the field expects it today (Carlini et al. 2019,
+ * "On Evaluating Adversarial Robustness"): an attack suite run with per-example
+ * outcomes, the exact worst case over groups of attacks, and the checks that
+ * guard against fooling ourselves (accuracy falls with ε and reaches 0; more
+ * steps or restarts never help the model; iterative beats one-step; white-box
+ * beats transfer; a natural model falls; gradients are not zero; logits are
+ * deterministic and independent of the batch; saved examples are valid and
+ * reproduce the numbers). A failed check is reported, never hidden.
+ *
+ * @module
+ */
+import { tf, type tfl } from "../core/tf.ts";
+import { type Dataset, imageSize } from "../data/dataset.ts";
+import { crossEntropy } from "../nn/losses.ts";
+import { logits } from "../nn/mnist_net.ts";
+import { accuracy, type Attack, type AttackOutcome, runSuite, validateAdversarial, worstCase } from "./suite.ts";
+import { pgd } from "./pgd.ts";
+
+/** A row of a robustness table: an attack, its group, and the paper's accuracy where it reports one. */
+export interface SuiteRow extends Attack {
+  /** "white-box" (source = target) or "transfer". */
+  group: "white-box" | "transfer";
+  /** The paper's accuracy, a fraction (absent for rows the paper does not have). */
+  paper?: number;
+}
+
+/** One check: what it tests, whether it passed, and its numbers. */
+export interface Check {
+  name: string;
+  pass: boolean;
+  detail: string;
+}
+
+/** What {@link evaluateRobustness} needs. */
+export interface RobustnessInput {
+  /** Every model by name: the target, each row's source, and `natural`. */
+  models: Record<string, tfl.LayersModel>;
+  /** The model evaluated. */
+  target: string;
+  /** The naturally trained model (it must fall under white-box PGD). */
+  natural: string;
+  data: Dataset;
+  /** Test indices evaluated. */
+  indices: number[];
+  rows: SuiteRow[];
+  /** The threat model's ε (the checks' curve goes from 0 to 2ε). */
+  eps: number;
+  seed: number;
+  /** Examples per batch. */
+  batch: number;
+  /** Examples of the checks that need their own attacks (the ε curve, the natural model, gradients). */
+  checkExamples: number;
+  /** Folder for the adversarial examples (float32), validated and re-scored by the checks. */
+  saveDir: string;
+  log: (message: string) => void;
+}
+
+/** What {@link evaluateRobustness} returns. */
+export interface RobustnessResult {
+  outcomes: AttackOutcome[];
+  /** Accuracy under PGD (40 steps of 2.5ε/40) against ε, on the checks' examples; the last point is unbounded. */
+  epsCurve: { eps: number; accuracy: number }[];
+  checks: Check[];
+}
+
+/** The pointwise worst case over the rows of each group, and over all rows. */
+export function worstRows(rows: SuiteRow[], outcomes: AttackOutcome[]): { name: string; accuracy: number }[] {
+  const pick = (keep: (r: SuiteRow) => boolean) =>
+    worstCase(outcomes.filter((_, k) => keep(rows[k]) && rows[k].method !== "natural"));
+  return [
+    { name: "worst case, all white-box", accuracy: pick((r) => r.group === "white-box").accuracy },
+    { name: "worst case, all transfer", accuracy: pick((r) => r.group === "transfer").accuracy },
+    { name: "worst case, every attack", accuracy: pick(() => true).accuracy },
+  ].filter((w) => Number.isFinite(w.accuracy));
+}
+
+/** File name of an attack's saved examples. */
+export function advFile(attack: Attack): string {
+  return `${attack.name.replace(/[^\w.-]+/g, "_")}.f32`;
+}
+
+/** Runs the rows and the checks. */
+export async function evaluateRobustness(o: RobustnessInput): Promise<RobustnessResult> {
+  const { models, target, data } = o;
+  const range = data.range;
+  const size = imageSize(data);
+  await Deno.mkdir(o.saveDir, { recursive: true });
+  const saved = new Map<string, Float32Array>();
+  const position = new Map(o.indices.map((i, k) => [i, k]));
+  const outcomes = await runSuite(models, target, data, o.rows, {
+    indices: o.indices,
+    batch: o.batch,
+    seed: o.seed,
+    onAdversarial: (attack, indices, adv) => {
+      let all = saved.get(attack.name);
+      if (!all) saved.set(attack.name, all = new Float32Array(o.indices.length * size));
+      all.set(adv, position.get(indices[0])! * size);
+    },
+    onProgress: (done) => o.log(`attacks: ${done}/${o.indices.length} examples`),
+  });
+  for (const row of o.rows) await Deno.writeFile(`${o.saveDir}/${advFile(row)}`, bytesOf(saved.get(row.name)!));
+  saved.clear();
+  o.log("checks");
+  const checks: Check[] = [];
+  const acc = (k: number) => accuracy(outcomes[k].correct);
+  const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+
+  // 1. Accuracy against ε: never rising, 0% when unbounded.
+  const sub = o.indices.slice(0, o.checkExamples);
+  const x0 = gatherImages(data, sub);
+  const x = tf.tensor4d(x0, [sub.length, ...data.shape]);
+  const y = tf.tensor1d(sub.map((i) => data.labels[i]), "int32");
+  const epsCurve: RobustnessResult["epsCurve"] = [];
+  const points = [0, 0.25, 0.5, 0.75, 1, 1.5, 2].map((f) => f * o.eps);
+  points.push(range[1] - range[0]);
+  for (const eps of points) {
+    let a: number;
+    if (eps === 0) {
+      a = await cleanAccuracy(models[target], x, y);
+    } else {
+      const r = await pgd(models[target], x, y, { eps, steps: 40, stepSize: 2.5 * eps / 40, range, seed: o.seed });
+      r.adv.dispose();
+      a = accuracy(r.robust);
+    }
+    epsCurve.push({ eps, accuracy: a });
+  }
+  const rises = epsCurve.filter((p, i) => i > 0 && p.accuracy > epsCurve[i - 1].accuracy);
+  checks.push({
+    name: "accuracy never rises as ε grows",
+    pass: rises.length === 0,
+    detail: epsCurve.map((p) => `${+p.eps.toPrecision(3)}: ${pct(p.accuracy)}`).join(", ") +
+      ` (PGD 40 steps of 2.5ε/40, first ${sub.length} examples)`,
+  });
+  const unbounded = epsCurve[epsCurve.length - 1];
+  checks.push({
+    name: "an unbounded attack (ε = the whole pixel range) brings accuracy to 0%",
+    pass: unbounded.accuracy === 0,
+    detail: `${pct(unbounded.accuracy)} at ε = ${unbounded.eps}`,
+  });
+
+  // 2. More steps or restarts never raise accuracy (same method and source).
+  const pairs: string[] = [];
+  let monotone = true;
+  o.rows.forEach((a, i) =>
+    o.rows.forEach((b, j) => {
+      if (i === j || a.method !== b.method || a.source !== b.source || a.method === "natural") return;
+      if (b.steps >= a.steps && b.restarts >= a.restarts && (b.steps > a.steps || b.restarts > a.restarts)) {
+        const ok = acc(j) <= acc(i);
+        monotone &&= ok;
+        pairs.push(`${b.name} ${pct(acc(j))} ${ok ? "≤" : ">"} ${a.name} ${pct(acc(i))}`);
+      }
+    })
+  );
+  if (pairs.length) {
+    checks.push({ name: "more steps or restarts never raise accuracy", pass: monotone, detail: pairs.join("; ") });
+  }
+
+  // 3. PGD is never weaker than FGSM from the same source.
+  const fgsmVsPgd: string[] = [];
+  let pgdStronger = true;
+  o.rows.forEach((f, i) => {
+    if (f.method !== "fgsm") return;
+    const pgds = o.rows.flatMap((p, j) => p.method === "pgd" && p.source === f.source ? [j] : []);
+    if (!pgds.length) return;
+    const best = Math.min(...pgds.map(acc));
+    pgdStronger &&= best <= acc(i);
+    fgsmVsPgd.push(`${f.source}: PGD ${pct(best)} vs FGSM ${pct(acc(i))}`);
+  });
+  if (fgsmVsPgd.length) {
+    checks.push({
+      name: "PGD is never weaker than FGSM on the same examples",
+      pass: pgdStronger,
+      detail: fgsmVsPgd.join("; "),
+    });
+  }
+
+  // 4. White-box is never weaker than transfer; the examples only a transfer attack breaks.
+  const white = outcomes.filter((_, k) => o.rows[k].group === "white-box" && o.rows[k].method !== "natural");
+  const transfer = outcomes.filter((_, k) => o.rows[k].group === "transfer");
+  if (white.length && transfer.length) {
+    const w = worstCase(white), t = worstCase(transfer);
+    const onlyTransfer = w.correct.filter((c, i) => c && !t.correct[i]).length;
+    const bestTransfer = Math.min(...transfer.map((t) => accuracy(t.correct)));
+    checks.push({
+      name: "white-box is never weaker than transfer",
+      pass: w.accuracy <= bestTransfer,
+      detail: `worst case of the white-box rows ${pct(w.accuracy)}, strongest transfer row ${pct(bestTransfer)}; ` +
+        `${onlyTransfer} example${onlyTransfer === 1 ? "" : "s"} broken only by a transfer attack` +
+        (onlyTransfer ? " (the white-box attacks miss them: a sign of masked gradients if many)" : ""),
+    });
+  }
+
+  // 5. The naturally trained model falls under white-box PGD.
+  const strongest = o.rows.find((r) => r.method === "pgd" && r.group === "white-box");
+  if (strongest && models[o.natural]) {
+    const r = await pgd(models[o.natural], x, y, {
+      eps: o.eps,
+      steps: strongest.steps,
+      stepSize: strongest.stepSize,
+      range,
+      seed: o.seed,
+    });
+    r.adv.dispose();
+    const a = accuracy(r.robust);
+    checks.push({
+      name: `the naturally trained model (${o.natural}) falls to near 0% under white-box PGD`,
+      pass: a <= 0.02,
+      detail: `${pct(a)} under PGD ${strongest.steps} steps of ${strongest.stepSize} (at most 2% passes)`,
+    });
+  }
+
+  // 6. No all-zero input gradients; deterministic logits, independent of the batch size.
+  const zero = tf.tidy(() => {
+    const g = tf.grad((v: tf.Tensor) => crossEntropy(logits(models[target], v), y).sum())(x);
+    return g.abs().max([1, 2, 3]).equal(0).sum();
+  });
+  const zeros = (await zero.data())[0];
+  zero.dispose();
+  checks.push({
+    name: "no example has an all-zero input gradient",
+    pass: zeros === 0,
+    detail: `${zeros} of ${sub.length} examples with ∇x loss = 0`,
+  });
+  const passes: Float32Array[] = [];
+  for (let p = 0; p < 5; p++) passes.push(await logitsOf(models[target], x));
+  const varies = passes.slice(1).some((z) => z.some((v, i) => v !== passes[0][i]));
+  checks.push({
+    name: "logits are identical across 5 passes",
+    pass: !varies,
+    detail: varies ? "they differ between passes" : `5 passes over ${sub.length} examples, bit-identical`,
+  });
+  let diff = 0, scale = 0;
+  const whole = passes[0];
+  for (let i = 0; i < sub.length; i++) {
+    const one = await logitsOf(models[target], x.slice([i], [1]));
+    for (let c = 0; c < one.length; c++) {
+      diff = Math.max(diff, Math.abs(one[c] - whole[i * one.length + c]));
+      scale = Math.max(scale, Math.abs(whole[i * one.length + c]));
+    }
+  }
+  checks.push({
+    name: "logits do not depend on the batch size",
+    pass: diff <= 1e-4 * Math.max(1, scale),
+    detail: `largest difference between batches of 1 and of ${sub.length}: ${diff.toExponential(2)} ` +
+      `(logits up to ${scale.toFixed(2)}; at most 1e-4 of that passes)`,
+  });
+  tf.dispose([x, y]);
+
+  // 7. The saved examples are valid and reproduce the numbers.
+  const original = gatherImages(data, o.indices);
+  const problems: string[] = [];
+  let mismatched = 0;
+  for (const [k, row] of o.rows.entries()) {
+    const adv = new Float32Array((await Deno.readFile(`${o.saveDir}/${advFile(row)}`)).slice().buffer);
+    const eps = row.method === "natural" ? 0 : row.eps;
+    for (const p of validateAdversarial(adv, original, eps, range)) problems.push(`${row.name}: ${p}`);
+    const flags = await rescore(models[target], adv, o.indices.map((i) => data.labels[i]), data.shape, o.batch);
+    mismatched += flags.filter((f, i) => f !== outcomes[k].correct[i]).length;
+  }
+  checks.push({
+    name: "the saved examples pass the validator and reproduce the numbers",
+    pass: !problems.length && mismatched === 0,
+    detail: (problems.length ? problems.join("; ") + "; " : "") +
+      `re-scored from ${o.saveDir}: ${mismatched} per-example outcome${mismatched === 1 ? "" : "s"} differ; ` +
+      `‖δ‖∞ ≤ ε + 1e-4, pixels in [${range[0]}, ${range[1]}], no NaN${problems.length ? "" : ": all hold"}`,
+  });
+  return { outcomes, epsCurve, checks };
+}
+
+function bytesOf(a: Float32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+function gatherImages(data: Dataset, indices: number[]): Float32Array {
+  const size = imageSize(data);
+  const out = new Float32Array(indices.length * size);
+  indices.forEach((i, k) => out.set(data.images.subarray(i * size, (i + 1) * size), k * size));
+  return out;
+}
+
+async function cleanAccuracy(model: tfl.LayersModel, x: tf.Tensor, y: tf.Tensor1D): Promise<number> {
+  const z = await logitsOf(model, x);
+  const labels = await y.data();
+  let ok = 0;
+  for (let i = 0; i < labels.length; i++) {
+    const row = z.subarray(i * 10, i * 10 + 10);
+    if (row.indexOf(Math.max(...row)) === labels[i]) ok++;
+  }
+  return ok / labels.length;
+}
+
+async function logitsOf(model: tfl.LayersModel, x: tf.Tensor): Promise<Float32Array> {
+  const z = logits(model, x);
+  const out = await z.data() as Float32Array;
+  z.dispose();
+  return out;
+}
+
+/** Whether the model classifies each saved example correctly. */
+async function rescore(
+  model: tfl.LayersModel,
+  adv: Float32Array,
+  labels: number[],
+  shape: [number, number, number],
+  batch: number,
+): Promise<boolean[]> {
+  const size = shape[0] * shape[1] * shape[2];
+  const flags: boolean[] = [];
+  for (let s = 0; s < labels.length; s += batch) {
+    const n = Math.min(batch, labels.length - s);
+    const x = tf.tensor4d(adv.subarray(s * size, (s + n) * size), [n, ...shape]);
+    const z = await logitsOf(model, x);
+    x.dispose();
+    for (let i = 0; i < n; i++) {
+      const row = z.subarray(i * 10, i * 10 + 10);
+      flags.push(row.indexOf(Math.max(...row)) === labels[s + i]);
+    }
+  }
+  return flags;
+}
