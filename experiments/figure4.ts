@@ -233,7 +233,8 @@ export function figure(results: Results): VegaLiteSpec {
   const a = results.models.adversarial.train;
   const adversary = a.method === "fgsm"
     ? `ε = ${a.eps}, one step of ${a.attackStepSize} from a random start: "fast" adversarial training`
-    : `ε = ${a.eps}, ${a.attackSteps} steps of ${a.attackStepSize}, random start`;
+    : `ε = ${a.eps}, ${a.attackSteps} steps of ${a.attackStepSize}, random start` +
+      (a.epsRamp ? `, ε ramped up over the first ${a.epsRamp} steps` : "");
   const layer: unknown[] = [
     {
       data: { values: raw },
@@ -318,7 +319,7 @@ function trainingText(t: TrainConfig): string {
     ? "clean examples"
     : t.method === "fgsm"
     ? `FGSM step ${t.attackStepSize}${t.randomStart ? " from a random start" : ""} (ε ${t.eps})`
-    : `PGD ${t.attackSteps}×${t.attackStepSize} (ε ${t.eps})`;
+    : `PGD ${t.attackSteps}×${t.attackStepSize} (ε ${t.eps}${t.epsRamp ? `, ramped up over ${t.epsRamp} steps` : ""})`;
   return `${examples}, ${optimizerText(t)}`;
 }
 

@@ -28,7 +28,14 @@ import {
 } from "../mod.ts";
 import { writeFileAtomic } from "../lib/train/checkpoint.ts";
 import { KILL_CONFIG } from "./fixtures/kill_config.ts";
-import { batchIndices, buildModel, learningRate, trainableVariables, validateTrainConfig } from "../lib/train/train.ts";
+import {
+  batchIndices,
+  buildModel,
+  learningRate,
+  trainableVariables,
+  trainingEps,
+  validateTrainConfig,
+} from "../lib/train/train.ts";
 import { Rng } from "../lib/core/rng.ts";
 import { registerWasmBackend } from "../lib/backends/wasm/mod.ts";
 
@@ -429,4 +436,15 @@ Deno.test("PGD training gains robustness: same start and steps as natural traini
     await tf.setBackend("cpu");
     await Deno.remove(cacheDir, { recursive: true });
   }
+});
+
+Deno.test("the training ε ramps linearly over epsRamp steps, then stays at eps", () => {
+  const c = { eps: 0.3, epsRamp: 100 } as Parameters<typeof trainingEps>[0];
+  assertEquals([trainingEps(c, 0), trainingEps(c, 49), trainingEps(c, 99), trainingEps(c, 500)], [
+    0.003,
+    0.15,
+    0.3,
+    0.3,
+  ]);
+  assertEquals(trainingEps({ ...c, epsRamp: undefined }, 0), 0.3);
 });

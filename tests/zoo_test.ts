@@ -34,6 +34,15 @@ Deno.test("the quick presets' A_nat and A hash as the committed Figure 1 models 
   }
 });
 
+Deno.test("the MNIST quick recipe ramps the training ε over 100 steps; the paper's and CIFAR-10's do not", () => {
+  assertEquals(zooConfig("A", "mnist", RECIPES.mnist.quick).epsRamp, 100);
+  assertEquals(zooConfig("A_prime", "mnist", RECIPES.mnist.quick).epsRamp, 100);
+  assertEquals(zooConfig("A_nat", "mnist", RECIPES.mnist.quick).epsRamp, undefined);
+  assertEquals(zooConfig("A", "mnist", RECIPES.mnist.paper).epsRamp, undefined);
+  assertEquals(zooConfig("A", "cifar10", RECIPES.cifar10.quick).epsRamp, undefined);
+  assertThrows(() => parseArgsFor(figure1, ["--train-eps-ramp=1.5"]), UserError, "--train-eps-ramp must be");
+});
+
 Deno.test("zoo names: A′ is A from another seed, A_fgsm the paper's FGSM, B naturally trained on MNIST only", () => {
   for (const dataset of ["mnist", "cifar10"] as const) {
     const r = RECIPES[dataset].quick;

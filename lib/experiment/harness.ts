@@ -216,6 +216,10 @@ function validateConfig<C extends BaseConfig>(e: Experiment<C, unknown>, c: C): 
       () => `--${kebab(k)} must be ${allowed.join(" or ")}, got "${v}"`,
     );
   }
+  check(
+    Number.isInteger(c.trainEpsRamp) && c.trainEpsRamp >= 0,
+    `--train-eps-ramp must be an integer ≥ 0 (steps), got ${c.trainEpsRamp}`,
+  );
   for (const k of [...RECIPE_COUNTS, ...(e.counts ?? [])]) {
     const v = (c as Record<string, unknown>)[k] as number;
     check(Number.isInteger(v) && v >= 1, `--${kebab(k)} must be an integer ≥ 1, got ${v}`);

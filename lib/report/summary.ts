@@ -49,5 +49,6 @@ export function trainingText(t: TrainConfig): string {
     : t.method === "fgsm"
     ? `, FGSM step ${t.attackStepSize}${t.randomStart ? " from a random start" : ""}`
     : "";
-  return `${t.steps} steps of ${t.batch}, ${opt}${adversary}`;
+  const ramp = t.epsRamp && t.method !== "natural" ? ` (ε ramped up over the first ${t.epsRamp} steps)` : "";
+  return `${t.steps} steps of ${t.batch}, ${opt}${adversary}${ramp}`;
 }

@@ -47,6 +47,12 @@ export interface TrainConfig {
    * statistics (as MadryLab's code); absent or "inference", the running ones.
    */
   attackBn?: "train" | "inference";
+  /**
+   * Steps over which the training adversary's ε rises linearly from 0 to `eps`
+   * (absent: `eps` from the first step). A ramp keeps small nets from collapsing
+   * to chance under a full-strength adversary before they learn anything.
+   */
+  epsRamp?: number;
   /** "adam", or "sgd" (momentum 0.9). */
   optimizer: "adam" | "sgd";
   /** Learning rate (the first value when `lrBoundaries` is set, the peak when `lrPoints` is). */
@@ -130,6 +136,10 @@ export function validateTrainConfig(c: TrainConfig): void {
   check(Number.isInteger(c.batch) && c.batch >= 1, `batch must be an integer ≥ 1, got ${c.batch}`);
   check(Number.isInteger(c.steps) && c.steps >= 1, `steps must be an integer ≥ 1, got ${c.steps}`);
   check(c.lr > 0, `lr must be > 0, got ${c.lr}`);
+  check(
+    c.epsRamp === undefined || (Number.isInteger(c.epsRamp) && c.epsRamp >= 1),
+    `epsRamp must be an integer ≥ 1 (steps), got ${c.epsRamp}`,
+  );
   if (c.lrPoints) {
     const p = c.lrPoints;
     check(p.length >= 1 && !c.lrBoundaries?.length, "lrPoints needs at least one point and no lrBoundaries");
@@ -235,9 +245,10 @@ export function trainStep(
   y: tf.Tensor1D,
   rng: Rng,
   range: [number, number] = [0, 1],
+  step = Infinity,
 ): { loss: number; accuracy: number } {
   const xTrain = c.method === "natural" ? x : perturb(model, x, y, {
-    eps: c.eps,
+    eps: trainingEps(c, step),
     steps: c.method === "fgsm" ? 1 : c.attackSteps,
     stepSize: c.attackStepSize,
     randomStart: c.randomStart,
@@ -258,6 +269,11 @@ export function trainStep(
   tf.dispose([value, correct!, ...Object.values(grads)]);
   if (xTrain !== x) xTrain.dispose();
   return { loss, accuracy };
+}
+
+/** The training adversary's ε at `step` (0-based): `eps`, or its linear ramp over the first `epsRamp` steps. */
+export function trainingEps(c: TrainConfig, step: number): number {
+  return c.epsRamp ? c.eps * Math.min(1, (step + 1) / c.epsRamp) : c.eps;
 }
 
 /** Short name of a config for folders and progress lines, e.g. `mnist-pgd-32x64x1024`. */
@@ -409,7 +425,7 @@ async function trainFrom(
       x.dispose();
       x = tf.tensor4d(augmented, [indices.length, ...data.shape]);
     }
-    const { loss, accuracy } = trainStep(model, optimizer, config, x, y, rng, data.range);
+    const { loss, accuracy } = trainStep(model, optimizer, config, x, y, rng, data.range, step);
     x.dispose();
     y.dispose();
     check(Number.isFinite(loss), `training diverged at step ${step}: loss is ${loss}; try a lower lr`);

@@ -62,6 +62,8 @@ export interface Recipe {
   trainAttackStepSize: number;
   /** Whether the training adversary starts from a uniform random point of the ε-ball. */
   trainRandomStart: boolean;
+  /** Steps over which the training adversary's ε rises linearly from 0 (0: full ε from the first step). */
+  trainEpsRamp: number;
   /**
    * Batch norm while the training adversary runs: "inference" (running
    * statistics) or "train" (batch statistics, as MadryLab's code). No effect on
@@ -84,8 +86,10 @@ export type ModelName = typeof MODEL_NAMES[number];
 /**
  * MNIST, quick: a smaller net (conv 16, conv 32, FC 512: scale 8 of the
  * conference version's capacity family) trained with Adam 1e-3 for 1,300 steps
- * on 4-step PGD of 0.1 from a random start (about 98% natural, 84% PGD-40
- * accuracy in a few minutes on two cores).
+ * on 4-step PGD of 0.1 from a random start, its ε rising from 0 to 0.3 over the
+ * first 100 steps (about 98% natural, 84% PGD-40 accuracy in a few minutes on
+ * two cores). Without the ramp 3 of seeds 0–3 collapsed to chance (11% training
+ * accuracy after 1,300 steps); with it all four reach 86–89%.
  */
 const MNIST_QUICK: Recipe = {
   conv1: 16,
@@ -104,6 +108,7 @@ const MNIST_QUICK: Recipe = {
   trainAttackSteps: 4,
   trainAttackStepSize: 0.1,
   trainRandomStart: true,
+  trainEpsRamp: 100,
   attackBn: "inference",
   trainExamples: 60000,
   bSteps: 900,
@@ -120,6 +125,7 @@ const MNIST_QUICK: Recipe = {
  */
 const CIFAR_QUICK: Recipe = {
   ...MNIST_QUICK,
+  trainEpsRamp: 0,
   lr: 0.3,
   lrSchedule: "cyclic",
   weightDecay: 5e-4,
@@ -147,6 +153,7 @@ export const RECIPES: Record<DatasetName, Record<"quick" | "paper" | "smoke", Re
       advSteps: 100000,
       trainAttackSteps: 40,
       trainAttackStepSize: 0.01,
+      trainEpsRamp: 0,
       bSteps: 5625,
     },
     smoke: {
@@ -158,6 +165,7 @@ export const RECIPES: Record<DatasetName, Record<"quick" | "paper" | "smoke", Re
       advSteps: 4,
       trainAttackSteps: 2,
       trainExamples: 400,
+      trainEpsRamp: 0,
       bSteps: 4,
     },
   },
@@ -198,6 +206,7 @@ export const RECIPE_HELP: Record<keyof Recipe, string> = {
   trainAttackSteps: "PGD steps of the training adversary",
   trainAttackStepSize: "step size of the training adversary",
   trainRandomStart: "training adversary starts from a random point of the ε-ball",
+  trainEpsRamp: "steps over which the training ε rises from 0 (0: none)",
   attackBn: "batch norm while the training adversary runs: inference or train (CIFAR-10)",
   trainExamples: "training examples used",
   bSteps: "MNIST model B: training steps at batch 64",
@@ -311,6 +320,8 @@ function trainConfig(
     attackSteps: method === "fgsm" ? 1 : r.trainAttackSteps,
     attackStepSize: r.trainAttackStepSize,
     randomStart: r.trainRandomStart,
+    // Absent unless set, so configs without a ramp keep their hashes.
+    ...(r.trainEpsRamp > 0 && method !== "natural" ? { epsRamp: r.trainEpsRamp } : {}),
   };
   if (dataset === "cifar10") {
     return {
