@@ -23,7 +23,7 @@ export interface Config extends TableConfig {
 }
 
 /** Table 1's rows with the paper's accuracy: `steps` (40) or `longSteps` (100) of `stepSize`, ε = `eps`. */
-function rows(c: Config): SuiteRow[] {
+export function rows(c: Config): SuiteRow[] {
   const row = (method: Attack["method"], steps: number, restarts: number, source: string, paper: number): SuiteRow => ({
     name: `${method} ${steps}×${restarts} ${source}`,
     method,

@@ -23,7 +23,7 @@ export interface Config extends TableConfig {
 }
 
 /** Table 2's rows with the paper's accuracy. */
-function rows(c: Config): SuiteRow[] {
+export function rows(c: Config): SuiteRow[] {
   const row = (method: Attack["method"], steps: number, source: string, paper: number): SuiteRow => ({
     name: `${method} ${steps} ${source}`,
     method,

@@ -6,6 +6,7 @@
  */
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import {
+  advFile,
   type Attack,
   type AttackOutcome,
   capacityShape,
@@ -26,8 +27,8 @@ import {
   worstCase,
   writeResults,
 } from "../mod.ts";
-import { experiment as table1 } from "../experiments/table1.ts";
-import { experiment as table2 } from "../experiments/table2.ts";
+import { experiment as table1, rows as table1Rows } from "../experiments/table1.ts";
+import { experiment as table2, rows as table2Rows } from "../experiments/table2.ts";
 import { findExperiment } from "../experiments/figures.ts";
 import { cifarFixture, onFastBackend } from "./fixtures/cifar_data.ts";
 
@@ -76,6 +77,15 @@ Deno.test("the worst case over rows is per example, not the lowest row", () => {
   assertEquals(w.correct, [true, false, false, true]);
   assertEquals(w.accuracy, 0.5); // each row alone: 75%
   assertThrows(() => worstCase([a, { ...b, index: [0, 1, 2, 5] }]), RangeError, "different examples");
+});
+
+Deno.test("every row of both tables saves its examples to a file of its own (CW and CW+ once collided)", () => {
+  const files = [
+    ...table1Rows(presetConfig(table1, "mnist", "quick")).map(advFile),
+    ...table2Rows(presetConfig(table2, "cifar10", "quick")).map(advFile),
+  ];
+  assertEquals(files.length, 27);
+  assertEquals(new Set(files).size, files.length, files.join(", "));
 });
 
 Deno.test("the validator refuses saved examples past ε, outside the pixel range, not finite or of another shape", () => {

@@ -77,7 +77,7 @@ export function worstRows(rows: SuiteRow[], outcomes: AttackOutcome[]): { name: 
 
 /** File name of an attack's saved examples. */
 export function advFile(attack: Attack): string {
-  return `${attack.name.replace(/[^\w.-]+/g, "_")}.f32`;
+  return `${attack.name.replaceAll("+", "plus").replaceAll("×", "x").replace(/[^\w.-]+/g, "_")}.f32`;
 }
 
 /** Runs the rows and the checks. */
@@ -85,6 +85,9 @@ export async function evaluateRobustness(o: RobustnessInput): Promise<Robustness
   const { models, target, data } = o;
   const range = data.range;
   const size = imageSize(data);
+  const files = o.rows.map(advFile);
+  const twice = files.find((f, i) => files.indexOf(f) !== i);
+  if (twice) throw new RangeError(`two rows would save their examples to the same file ${twice}`);
   await Deno.mkdir(o.saveDir, { recursive: true });
   const saved = new Map<string, Float32Array>();
   const position = new Map(o.indices.map((i, k) => [i, k]));
@@ -156,7 +159,8 @@ export async function evaluateRobustness(o: RobustnessInput): Promise<Robustness
     checks.push({ name: "more steps or restarts never raise accuracy", pass: monotone, detail: pairs.join("; ") });
   }
 
-  // 3. PGD is never weaker than FGSM from the same source.
+  // 3. White-box PGD is never weaker than white-box FGSM. (Between transfer rows it may be: one-step examples often
+  // transfer better, as in the paper's own Table 1 from B; those comparisons are reported, not checked.)
   const fgsmVsPgd: string[] = [];
   let pgdStronger = true;
   o.rows.forEach((f, i) => {
@@ -164,12 +168,16 @@ export async function evaluateRobustness(o: RobustnessInput): Promise<Robustness
     const pgds = o.rows.flatMap((p, j) => p.method === "pgd" && p.source === f.source ? [j] : []);
     if (!pgds.length) return;
     const best = Math.min(...pgds.map(acc));
-    pgdStronger &&= best <= acc(i);
-    fgsmVsPgd.push(`${f.source}: PGD ${pct(best)} vs FGSM ${pct(acc(i))}`);
+    if (f.group === "white-box") pgdStronger &&= best <= acc(i);
+    fgsmVsPgd.push(
+      `${f.source}${f.group === "white-box" ? "" : " (transfer, not checked)"}: PGD ${pct(best)} vs FGSM ${
+        pct(acc(i))
+      }`,
+    );
   });
   if (fgsmVsPgd.length) {
     checks.push({
-      name: "PGD is never weaker than FGSM on the same examples",
+      name: "white-box PGD is never weaker than FGSM on the same examples",
       pass: pgdStronger,
       detail: fgsmVsPgd.join("; "),
     });

@@ -114,7 +114,10 @@ export function suiteFigure(r: SuiteReport): VegaLiteSpec {
   ]);
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: { text: `${r.title}: accuracy under each attack`, subtitle: "ours (dark) beside the paper's (light)" },
+    title: {
+      text: `${r.title}: accuracy under each attack`,
+      subtitle: "ours (dark: this run's models and test images, see the table) beside the paper's (light: its model A)",
+    },
     data: { values },
     width: 420,
     height: { step: 11 },
