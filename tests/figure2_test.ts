@@ -1,7 +1,6 @@
 import { assert, assertEquals, assertSnapshot, assertThrows } from "./assert.ts";
 import {
   chooseDatasets,
-  type DatasetName,
   gather,
   loadMnist,
   modelDir,
@@ -26,6 +25,7 @@ import * as figure1 from "../experiments/figure1.ts";
 import { findExperiment } from "../experiments/figures.ts";
 import { configHash } from "../lib/core/hash.ts";
 import { cifarFixture, onFastBackend } from "./fixtures/cifar_data.ts";
+import { assertSameModels } from "./fixtures/same_models.ts";
 
 await tf.setBackend("cpu");
 
@@ -161,23 +161,7 @@ Deno.test("iterations to 90% of the rise: first iterate past the mark, 0 when th
 });
 
 Deno.test("figure 2 trains nothing of its own: its models are Figure 1's for every preset and dataset", async () => {
-  for (const dataset of ["mnist", "cifar10"] as const satisfies DatasetName[]) {
-    for (const preset of ["quick", "paper", "smoke"]) {
-      const c2 = presetConfig(experiment, dataset, preset);
-      const c1 = presetConfig(figure1.experiment, dataset, preset);
-      const what = `${dataset} ${preset}`;
-      assertEquals(c2.dataset, dataset, what);
-      // The same zoo models, natural and adversarially trained, of the same recipe: the same configs and cache entries.
-      const models = experiment.models!(c2);
-      assertEquals(models, figure1.experiment.models!(c1), what);
-      assertEquals([...models].sort(), [ZOO.adversarial, ZOO.natural], what);
-      for (const name of models) {
-        const t2 = zooConfig(name, dataset, recipeOf(c2));
-        assertEquals(t2, zooConfig(name, dataset, recipeOf(c1)), `${what} ${name}`);
-        assertEquals(await modelDir(t2), await modelDir(zooConfig(name, dataset, recipeOf(c1))), `${what} ${name}`);
-      }
-    }
-  }
+  await assertSameModels(experiment, figure1.experiment, [ZOO.adversarial, ZOO.natural]);
 });
 
 Deno.test("figure 2 CIFAR-10 quick preset reads the models of Figure 1's committed CIFAR-10 run", async () => {

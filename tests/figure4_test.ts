@@ -1,9 +1,7 @@
 import { assert, assertEquals, assertSnapshot, assertThrows } from "./assert.ts";
 import {
   chooseDatasets,
-  type DatasetName,
   loadMnist,
-  modelDir,
   type ModelName,
   parseArgsFor,
   parseExperimentArgs,
@@ -33,6 +31,7 @@ import * as figure1 from "../experiments/figure1.ts";
 import { findExperiment } from "../experiments/figures.ts";
 import { configHash } from "../lib/core/hash.ts";
 import { cifarFixture, onFastBackend } from "./fixtures/cifar_data.ts";
+import { assertSameModels } from "./fixtures/same_models.ts";
 
 await tf.setBackend("cpu");
 
@@ -205,23 +204,7 @@ Deno.test("block means and moving average", () => {
 });
 
 Deno.test("figure 4 reads Figure 1's models for every preset and dataset; --dataset cifar10 takes its presets", async () => {
-  for (const dataset of ["mnist", "cifar10"] as const satisfies DatasetName[]) {
-    for (const preset of ["quick", "paper", "smoke"]) {
-      const c4 = presetConfig(experiment, dataset, preset);
-      const c1 = presetConfig(figure1.experiment, dataset, preset);
-      const what = `${dataset} ${preset}`;
-      assertEquals(c4.dataset, dataset, what);
-      // The same zoo models, natural and adversarially trained, of the same recipe: the same configs and cache entries.
-      const models = experiment.models!(c4);
-      assertEquals(models, figure1.experiment.models!(c1), what);
-      assertEquals([...models].sort(), [ZOO.adversarial, ZOO.natural], what);
-      for (const name of models) {
-        const t4 = zooConfig(name, dataset, recipeOf(c4));
-        assertEquals(t4, zooConfig(name, dataset, recipeOf(c1)), `${what} ${name}`);
-        assertEquals(await modelDir(t4), await modelDir(zooConfig(name, dataset, recipeOf(c1))), `${what} ${name}`);
-      }
-    }
-  }
+  await assertSameModels(experiment, figure1.experiment, [ZOO.adversarial, ZOO.natural]);
   const cifar = (args: string[]) => parseArgsFor(experiment, ["--dataset", "cifar10", ...args]);
   const q = cifar([]);
   assert("config" in q && q.config.dataset === "cifar10" && q.config.trainEps === 8);
