@@ -11,8 +11,8 @@
  * @module
  */
 import { tf, type tfl } from "../core/tf.ts";
-import { type Dataset, imageSize } from "../data/dataset.ts";
-import { crossEntropy } from "../nn/losses.ts";
+import { type Dataset, gather, imageSize } from "../data/dataset.ts";
+import { crossEntropy, isCorrect } from "../nn/losses.ts";
 import { logits } from "../nn/mnist_net.ts";
 import { accuracy, type Attack, type AttackOutcome, runSuite, validateAdversarial, worstCase } from "./suite.ts";
 import { pgd } from "./pgd.ts";
@@ -111,9 +111,7 @@ export async function evaluateRobustness(o: RobustnessInput): Promise<Robustness
 
   // 1. Accuracy against ε: never rising, 0% when unbounded.
   const sub = o.indices.slice(0, o.checkExamples);
-  const x0 = gatherImages(data, sub);
-  const x = tf.tensor4d(x0, [sub.length, ...data.shape]);
-  const y = tf.tensor1d(sub.map((i) => data.labels[i]), "int32");
+  const { x, y } = gather(data, sub);
   const epsCurve: RobustnessResult["epsCurve"] = [];
   const points = [0, 0.25, 0.5, 0.75, 1, 1.5, 2].map((f) => f * o.eps);
   points.push(range[1] - range[0]);
@@ -256,14 +254,16 @@ export async function evaluateRobustness(o: RobustnessInput): Promise<Robustness
   tf.dispose([x, y]);
 
   // 7. The saved examples are valid and reproduce the numbers.
-  const original = gatherImages(data, o.indices);
+  const all = gather(data, o.indices);
+  const original = await all.x.data() as Float32Array;
+  tf.dispose([all.x, all.y]);
   const problems: string[] = [];
   let mismatched = 0;
   for (const [k, row] of o.rows.entries()) {
     const adv = new Float32Array((await Deno.readFile(`${o.saveDir}/${advFile(row)}`)).slice().buffer);
     const eps = row.method === "natural" ? 0 : row.eps;
     for (const p of validateAdversarial(adv, original, eps, range)) problems.push(`${row.name}: ${p}`);
-    const flags = await rescore(models[target], adv, o.indices.map((i) => data.labels[i]), data.shape, o.batch);
+    const flags = await rescore(models[target], adv, data, o.indices, o.batch);
     mismatched += flags.filter((f, i) => f !== outcomes[k].correct[i]).length;
   }
   checks.push({
@@ -280,22 +280,16 @@ function bytesOf(a: Float32Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-function gatherImages(data: Dataset, indices: number[]): Float32Array {
-  const size = imageSize(data);
-  const out = new Float32Array(indices.length * size);
-  indices.forEach((i, k) => out.set(data.images.subarray(i * size, (i + 1) * size), k * size));
-  return out;
+/** Whether `model` classifies each of `x` correctly, as the suite scores (argmax of the logits, first on ties). */
+async function correctOf(model: tfl.LayersModel, x: tf.Tensor, y: tf.Tensor1D): Promise<boolean[]> {
+  const ok = tf.tidy(() => isCorrect(logits(model, x), y));
+  const flags = Array.from(await ok.data(), (v) => v === 1);
+  ok.dispose();
+  return flags;
 }
 
 async function cleanAccuracy(model: tfl.LayersModel, x: tf.Tensor, y: tf.Tensor1D): Promise<number> {
-  const z = await logitsOf(model, x);
-  const labels = await y.data();
-  let ok = 0;
-  for (let i = 0; i < labels.length; i++) {
-    const row = z.subarray(i * 10, i * 10 + 10);
-    if (row.indexOf(Math.max(...row)) === labels[i]) ok++;
-  }
-  return ok / labels.length;
+  return accuracy(await correctOf(model, x, y));
 }
 
 async function logitsOf(model: tfl.LayersModel, x: tf.Tensor): Promise<Float32Array> {
@@ -305,25 +299,22 @@ async function logitsOf(model: tfl.LayersModel, x: tf.Tensor): Promise<Float32Ar
   return out;
 }
 
-/** Whether the model classifies each saved example correctly. */
+/** Whether the model classifies each saved example correctly, in the suite's batches. */
 async function rescore(
   model: tfl.LayersModel,
   adv: Float32Array,
-  labels: number[],
-  shape: [number, number, number],
+  data: Dataset,
+  indices: number[],
   batch: number,
 ): Promise<boolean[]> {
-  const size = shape[0] * shape[1] * shape[2];
+  const size = imageSize(data);
   const flags: boolean[] = [];
-  for (let s = 0; s < labels.length; s += batch) {
-    const n = Math.min(batch, labels.length - s);
-    const x = tf.tensor4d(adv.subarray(s * size, (s + n) * size), [n, ...shape]);
-    const z = await logitsOf(model, x);
-    x.dispose();
-    for (let i = 0; i < n; i++) {
-      const row = z.subarray(i * 10, i * 10 + 10);
-      flags.push(row.indexOf(Math.max(...row)) === labels[s + i]);
-    }
+  for (let s = 0; s < indices.length; s += batch) {
+    const n = Math.min(batch, indices.length - s);
+    const x = tf.tensor4d(adv.subarray(s * size, (s + n) * size), [n, ...data.shape]);
+    const y = tf.tensor1d(indices.slice(s, s + n).map((i) => data.labels[i]), "int32");
+    flags.push(...await correctOf(model, x, y));
+    tf.dispose([x, y]);
   }
   return flags;
 }

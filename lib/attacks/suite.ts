@@ -10,7 +10,7 @@
  */
 import { tf, type tfl } from "../core/tf.ts";
 import { Rng } from "../core/rng.ts";
-import { type Dataset, imageSize, slice } from "../data/dataset.ts";
+import { type Dataset, gather } from "../data/dataset.ts";
 import { crossEntropy, isCorrect } from "../nn/losses.ts";
 import { logits } from "../nn/mnist_net.ts";
 import { fgsm, pgd } from "./pgd.ts";
@@ -133,7 +133,7 @@ export async function runSuite(
   const batch = options.batch ?? 100;
   for (let start = 0; start < options.indices.length; start += batch) {
     const indices = options.indices.slice(start, start + batch);
-    const { x, y } = gatherIndices(data, indices);
+    const { x, y } = gather(data, indices);
     for (const [k, attack] of attacks.entries()) {
       const adv = await craft(models[attack.source], x, y, attack, {
         range: data.range,
@@ -155,18 +155,6 @@ export async function runSuite(
     options.onProgress?.(Math.min(start + batch, options.indices.length));
   }
   return outcomes;
-}
-
-function gatherIndices(data: Dataset, indices: number[]): { x: tf.Tensor4D; y: tf.Tensor1D } {
-  const contiguous = indices.every((v, i) => v === indices[0] + i);
-  if (contiguous) return slice(data, indices[0], indices.length);
-  const size = imageSize(data);
-  const images = new Float32Array(indices.length * size);
-  indices.forEach((i, k) => images.set(data.images.subarray(i * size, (i + 1) * size), k * size));
-  return {
-    x: tf.tensor4d(images, [indices.length, ...data.shape]),
-    y: tf.tensor1d(indices.map((i) => data.labels[i]), "int32"),
-  };
 }
 
 /**
