@@ -18,6 +18,8 @@ import {
   fmtPct,
   markdownTable,
   MODEL_COLORS,
+  MODEL_PAIR,
+  type ModelName,
   type Results as ResultsOf,
   type RunContext,
   runMain,
@@ -44,7 +46,7 @@ const SMOKE = { points: 3, steps: 2, evalExamples: 20 }; // the tests' preset
 export const experiment = defineExperiment<Config, Body>({
   name: "eps_sweep",
   summary: "accuracy of Figure 1's models under PGD against ε, from 0 to twice the training ε",
-  models: () => ["A_nat", "A"],
+  models: () => Object.values(MODEL_PAIR),
   run,
   figure,
   table,
@@ -62,7 +64,7 @@ export const experiment = defineExperiment<Config, Body>({
 async function run(config: Config, ctx: RunContext): Promise<Body> {
   const test = await ctx.test();
   const rows: Body["rows"] = [];
-  for (const [kind, name] of [["natural", "A_nat"], ["adversarial", "A"]] as const) {
+  for (const [kind, name] of Object.entries(MODEL_PAIR) as [keyof typeof MODEL_PAIR, ModelName][]) {
     const { model } = await ctx.model(name);
     for (let i = 0; i < config.points; i++) {
       const eps = config.trainEps * config.maxFactor * i / (config.points - 1);

@@ -24,6 +24,7 @@ import {
   gather,
   markdownTable,
   MODEL_COLORS,
+  MODEL_PAIR,
   netText,
   pgd,
   type Results as ResultsOf,
@@ -84,7 +85,7 @@ export type Results = ResultsOf<Config, Body>;
 export const experiment = defineExperiment<Config, Body>({
   name: "figure1",
   summary: "loss values at the end of PGD from many random starts, natural vs adversarially trained model",
-  models: () => [ZOO.natural, ZOO.adversarial],
+  models: () => [MODEL_PAIR.natural, MODEL_PAIR.adversarial],
   run,
   figure,
   table,
@@ -118,9 +119,6 @@ export const experiment = defineExperiment<Config, Body>({
   },
 });
 
-/** The zoo's names of the two models. */
-const ZOO = { natural: "A_nat", adversarial: "A" } as const;
-
 /** Pairwise L2 distances and angles (degrees) between `r` vectors of length `d`. */
 export function pairwiseGeometry(v: Float32Array, r: number, d: number) {
   const norms = new Float64Array(r);
@@ -149,7 +147,7 @@ async function run(config: Config, ctx: RunContext): Promise<Body> {
   const models = {} as Body["models"];
   const trained = {} as Record<"natural" | "adversarial", Awaited<ReturnType<typeof ctx.model>>["model"]>;
   for (const kind of ["natural", "adversarial"] as const) {
-    const t = await ctx.model(ZOO[kind]);
+    const t = await ctx.model(MODEL_PAIR[kind]);
     const acc = await evaluate(t.model, test, {
       limit: config.evalExamples,
       attack: { ...attack, steps: config.evalSteps, restarts: 1, seed: config.seed },

@@ -33,6 +33,7 @@ import {
   markdownTable,
   median,
   MODEL_COLORS,
+  MODEL_PAIR,
   netText,
   pgd,
   ratio,
@@ -48,18 +49,15 @@ import {
   type VegaLiteSpec,
 } from "../mod.ts";
 
-/** The zoo's names of the two models. */
-const ZOO = { natural: "A_nat", adversarial: "A" } as const;
+/** Seed of the attack's random starts; the same for both models, so restart r starts at the same point for both. */
+export function attackSeed(c: Config): number {
+  return c.seed * 1000 + 2;
+}
 
 /** Every hyperparameter: the zoo's recipe of Figure 1's models, the attack (its restarts on the one example). */
 export interface Config extends BaseConfig, AttackFields {
   /** Test image attacked; -1 draws one from the seed (Figure 1's first example). */
   example: number;
-}
-
-/** Seed of the attack's random starts; the same for both models, so restart r starts at the same point for both. */
-export function attackSeed(c: Config): number {
-  return c.seed * 1000 + 2;
 }
 
 /** What the attack did to one model. */
@@ -94,7 +92,7 @@ export type Results = ResultsOf<Config, Body>;
 export const experiment = defineExperiment<Config, Body>({
   name: "figure2",
   summary: "cross-entropy loss at every PGD iteration, 20 random restarts on one example, natural vs adversarial model",
-  models: () => [ZOO.natural, ZOO.adversarial],
+  models: () => [MODEL_PAIR.natural, MODEL_PAIR.adversarial],
   alsoCached: true,
   run,
   figure,
@@ -138,7 +136,7 @@ async function run(config: Config, ctx: RunContext): Promise<Body> {
   const { x, y } = gather(test, Array(config.restarts).fill(index));
   const models = {} as Body["models"];
   for (const kind of ["natural", "adversarial"] as const) {
-    const t = await ctx.model(ZOO[kind]);
+    const t = await ctx.model(MODEL_PAIR[kind]);
     const [predT, lossT] = tf.tidy(() => {
       const z = logits(t.model, x.slice(0, 1));
       return [z.argMax(-1), crossEntropy(z, y.slice(0, 1))];

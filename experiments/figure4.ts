@@ -31,6 +31,7 @@ import {
   fmtPct,
   markdownTable,
   MODEL_COLORS,
+  MODEL_PAIR,
   optimizerText,
   ratio,
   type Results as ResultsOf,
@@ -47,9 +48,6 @@ export interface Config extends BaseConfig {
   /** Raw loss points drawn per model at most (evenly spaced); the results keep more. */
   maxPoints: number;
 }
-
-/** The zoo's names of the two models. */
-const ZOO = { natural: "A_nat", adversarial: "A" } as const;
 
 /** Steps of history stored per model in the results file before it is stored as block means. */
 export const MAX_STORED = 20000;
@@ -88,7 +86,7 @@ export const experiment = defineExperiment<Config, Body>({
   figure,
   table,
   // Figure 1's models: read from its cache, trained only where missing; other datasets run only where cached.
-  models: () => [ZOO.natural, ZOO.adversarial],
+  models: () => [MODEL_PAIR.natural, MODEL_PAIR.adversarial],
   alsoCached: true,
   datasets: {
     mnist: { defaults: { smooth: 50, maxPoints: 1500 }, presets: { paper: { smooth: 1000 }, smoke: { smooth: 2 } } },
@@ -123,7 +121,7 @@ export function movingAverage(xs: number[], window: number): number[] {
 async function run(_config: Config, ctx: RunContext): Promise<Body> {
   const models = {} as Body["models"];
   for (const kind of ["natural", "adversarial"] as const) {
-    const t = await ctx.model(ZOO[kind]);
+    const t = await ctx.model(MODEL_PAIR[kind]);
     const steps = t.history.loss.length;
     const every = Math.max(1, Math.ceil(steps / MAX_STORED));
     models[kind] = {

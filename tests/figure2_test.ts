@@ -3,13 +3,12 @@ import {
   chooseDatasets,
   gather,
   loadMnist,
+  MODEL_PAIR,
   modelDir,
-  type ModelName,
   parseArgsFor,
   parseExperimentArgs,
   pgd,
   presetConfig,
-  recipeOf,
   redrawAll,
   runExperiment,
   specFor,
@@ -18,28 +17,19 @@ import {
   trainModel,
   UserError,
   writeResults,
-  zooConfig,
 } from "../mod.ts";
-import { type Config, experiment, figure, iterationsToFraction, type Results, table } from "../experiments/figure2.ts";
+import { experiment, figure, iterationsToFraction, type Results, table } from "../experiments/figure2.ts";
 import * as figure1 from "../experiments/figure1.ts";
 import { findExperiment } from "../experiments/figures.ts";
 import { configHash } from "../lib/core/hash.ts";
 import { cifarFixture, onFastBackend } from "./fixtures/cifar_data.ts";
-import { assertSameModels } from "./fixtures/same_models.ts";
+import { assertSameModels, trainConfigOf } from "./fixtures/same_models.ts";
 
 await tf.setBackend("cpu");
 
 const SMOKE = presetConfig(experiment, "mnist", "smoke");
 const CIFAR_SMOKE = presetConfig(experiment, "cifar10", "smoke");
 const SPEC = specFor(experiment, "mnist");
-
-/** The zoo's model of each of the two kinds Figure 2 attacks (Figure 1's models). */
-const ZOO = { natural: "A_nat", adversarial: "A" } as const satisfies Record<string, ModelName>;
-
-/** The training config of the natural or the adversarially trained model of a config (the zoo's, as the run's). */
-function trainConfigOf(c: Config, kind: "natural" | "adversarial"): TrainConfig {
-  return zooConfig(ZOO[kind], c.dataset, recipeOf(c));
-}
 
 /** A small results object with fixed numbers, for the spec and table snapshots. */
 function fixture(): Results {
@@ -161,7 +151,7 @@ Deno.test("iterations to 90% of the rise: first iterate past the mark, 0 when th
 });
 
 Deno.test("figure 2 trains nothing of its own: its models are Figure 1's for every preset and dataset", async () => {
-  await assertSameModels(experiment, figure1.experiment, [ZOO.adversarial, ZOO.natural]);
+  await assertSameModels(experiment, figure1.experiment, [MODEL_PAIR.adversarial, MODEL_PAIR.natural]);
 });
 
 Deno.test("figure 2 CIFAR-10 quick preset reads the models of Figure 1's committed CIFAR-10 run", async () => {

@@ -2,11 +2,10 @@ import { assert, assertEquals, assertSnapshot, assertThrows } from "./assert.ts"
 import {
   chooseDatasets,
   loadMnist,
-  type ModelName,
+  MODEL_PAIR,
   parseArgsFor,
   parseExperimentArgs,
   presetConfig,
-  recipeOf,
   redrawAll,
   runExperiment,
   specFor,
@@ -14,12 +13,10 @@ import {
   type TrainConfig,
   UserError,
   writeResults,
-  zooConfig,
 } from "../mod.ts";
 import {
   aroundDrops,
   blockMeans,
-  type Config,
   experiment,
   figure,
   lrDrops,
@@ -31,7 +28,7 @@ import * as figure1 from "../experiments/figure1.ts";
 import { findExperiment } from "../experiments/figures.ts";
 import { configHash } from "../lib/core/hash.ts";
 import { cifarFixture, onFastBackend } from "./fixtures/cifar_data.ts";
-import { assertSameModels } from "./fixtures/same_models.ts";
+import { assertSameModels, trainConfigOf } from "./fixtures/same_models.ts";
 
 await tf.setBackend("cpu");
 
@@ -39,14 +36,6 @@ const DEFAULTS = presetConfig(experiment, "mnist", "quick");
 const SMOKE = presetConfig(experiment, "mnist", "smoke");
 const CIFAR_SMOKE = presetConfig(experiment, "cifar10", "smoke");
 const SPEC = specFor(experiment, "mnist");
-
-/** The zoo's model of each of the two kinds Figure 4 reads (Figure 1's models). */
-const ZOO = { natural: "A_nat", adversarial: "A" } as const satisfies Record<string, ModelName>;
-
-/** The training config of the natural or the adversarially trained model of a config (the zoo's, as the run's). */
-function trainConfigOf(c: Config, kind: "natural" | "adversarial"): TrainConfig {
-  return zooConfig(ZOO[kind], c.dataset, recipeOf(c));
-}
 
 /** A results object with a fixed, decreasing loss history of `steps` steps per model. */
 function fixture(steps = { natural: 40, adversarial: 60 }, maxPoints = DEFAULTS.maxPoints): Results {
@@ -204,7 +193,7 @@ Deno.test("block means and moving average", () => {
 });
 
 Deno.test("figure 4 reads Figure 1's models for every preset and dataset; --dataset cifar10 takes its presets", async () => {
-  await assertSameModels(experiment, figure1.experiment, [ZOO.adversarial, ZOO.natural]);
+  await assertSameModels(experiment, figure1.experiment, [MODEL_PAIR.adversarial, MODEL_PAIR.natural]);
   const cifar = (args: string[]) => parseArgsFor(experiment, ["--dataset", "cifar10", ...args]);
   const q = cifar([]);
   assert("config" in q && q.config.dataset === "cifar10" && q.config.trainEps === 8);

@@ -9,7 +9,9 @@ import {
   capacityConfig,
   logits,
   MODEL_NAMES,
+  MODEL_PAIR,
   modelB,
+  type ModelName,
   parseArgsFor,
   presetConfig,
   recipeOf,
@@ -26,7 +28,7 @@ await tf.setBackend("cpu");
 Deno.test("the quick presets' A_nat and A hash as the committed Figure 1 models (nothing committed is retrained)", async () => {
   for (const dataset of ["mnist", "cifar10"] as const) {
     const committed = JSON.parse(await Deno.readTextFile(`figures/figure1_${dataset}.results.json`));
-    for (const [kind, name] of [["natural", "A_nat"], ["adversarial", "A"]] as const) {
+    for (const [kind, name] of Object.entries(MODEL_PAIR) as [keyof typeof MODEL_PAIR, ModelName][]) {
       const t = zooConfig(name, dataset, RECIPES[dataset].quick);
       assertEquals(t, committed.models[kind].train, `${dataset} ${name}`);
       assertEquals(await configHash(t), committed.models[kind].hash, `${dataset} ${name}`);

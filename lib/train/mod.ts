@@ -22,6 +22,7 @@ export {
   capacityConfig,
   type DatasetName,
   MODEL_NAMES,
+  MODEL_PAIR,
   type ModelName,
   type Recipe,
   RECIPE_HELP,

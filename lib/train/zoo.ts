@@ -83,6 +83,9 @@ export const MODEL_NAMES = ["A", "A_nat", "A_prime", "A_fgsm", "B"] as const;
 /** A model of the zoo. */
 export type ModelName = typeof MODEL_NAMES[number];
 
+/** The two models Figures 1, 2 and 4 compare, by the names their results use: naturally and adversarially trained. */
+export const MODEL_PAIR = { natural: "A_nat", adversarial: "A" } as const satisfies Record<string, ModelName>;
+
 /**
  * MNIST, quick: a smaller net (conv 16, conv 32, FC 512: scale 8 of the
  * conference version's capacity family) trained with Adam 1e-3 for 1,300 steps
