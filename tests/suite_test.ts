@@ -6,7 +6,7 @@
  */
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import {
-  advFile,
+  advName,
   type Attack,
   type AttackOutcome,
   capacityShape,
@@ -79,10 +79,10 @@ Deno.test("the worst case over rows is per example, not the lowest row", () => {
   assertThrows(() => worstCase([a, { ...b, index: [0, 1, 2, 5] }]), RangeError, "different examples");
 });
 
-Deno.test("every row of both tables saves its examples to a file of its own (CW and CW+ once collided)", () => {
+Deno.test("every row of both tables saves its examples to a folder of its own (CW and CW+ once collided)", () => {
   const files = [
-    ...table1Rows(presetConfig(table1, "mnist", "quick")).map(advFile),
-    ...table2Rows(presetConfig(table2, "cifar10", "quick")).map(advFile),
+    ...table1Rows(presetConfig(table1, "mnist", "quick")).map(advName),
+    ...table2Rows(presetConfig(table2, "cifar10", "quick")).map(advName),
   ];
   assertEquals(files.length, 27);
   assertEquals(new Set(files).size, files.length, files.join(", "));

@@ -26,7 +26,7 @@ import {
   trainStep,
   UserError,
 } from "../mod.ts";
-import { writeFileAtomic } from "../lib/train/checkpoint.ts";
+import { writeFileAtomic } from "../lib/core/fs.ts";
 import { KILL_CONFIG } from "./fixtures/kill_config.ts";
 import {
   batchIndices,

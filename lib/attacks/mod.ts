@@ -20,10 +20,16 @@ export {
 } from "./suite.ts";
 export {
   advFile,
+  advName,
+  attackSlice,
   type Check,
   evaluateRobustness,
+  modelChecks,
+  outcomeChecks,
   type RobustnessInput,
   type RobustnessResult,
+  savedCheck,
+  type SlicePart,
   type SuiteRow,
   worstRows,
 } from "./robustness.ts";

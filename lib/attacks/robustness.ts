@@ -14,7 +14,16 @@ import { tf, type tfl } from "../core/tf.ts";
 import { type Dataset, gather, imageSize } from "../data/dataset.ts";
 import { crossEntropy, isCorrect } from "../nn/losses.ts";
 import { logits } from "../nn/mnist_net.ts";
-import { accuracy, type Attack, type AttackOutcome, runSuite, validateAdversarial, worstCase } from "./suite.ts";
+import {
+  accuracy,
+  type Attack,
+  type AttackOutcome,
+  mergeOutcomes,
+  runSuite,
+  validateAdversarial,
+  worstCase,
+} from "./suite.ts";
+import { writeFileAtomic } from "../core/fs.ts";
 import { pgd } from "./pgd.ts";
 
 /** A row of a robustness table: an attack, its group, and the paper's accuracy where it reports one. */
@@ -75,43 +84,104 @@ export function worstRows(rows: SuiteRow[], outcomes: AttackOutcome[]): { name: 
   ].filter((w) => Number.isFinite(w.accuracy));
 }
 
-/** File name of an attack's saved examples. */
-export function advFile(attack: Attack): string {
-  return `${attack.name.replaceAll("+", "plus").replaceAll("×", "x").replace(/[^\w.-]+/g, "_")}.f32`;
+/** The folder of an attack's saved examples, under the save folder. */
+export function advName(attack: Attack): string {
+  return attack.name.replaceAll("+", "plus").replaceAll("×", "x").replace(/[^\w.-]+/g, "_");
 }
 
-/** Runs the rows and the checks. */
-export async function evaluateRobustness(o: RobustnessInput): Promise<RobustnessResult> {
-  const { models, target, data } = o;
-  const range = data.range;
+/**
+ * The file of an attack's saved examples from test index `first` on, in its
+ * folder: `<advName>/<first, 5 digits>.f32`, so that the files of a folder in
+ * name order are the examples in test order (`cat <folder>/*.f32` is the whole).
+ */
+export function advFile(attack: Attack, first: number): string {
+  return `${advName(attack)}/${String(first).padStart(5, "0")}.f32`;
+}
+
+/** One slice of examples attacked by every row: the outcomes, and the check of the saved examples. */
+export interface SlicePart {
+  outcomes: AttackOutcome[];
+  /** What the validator found wrong with the saved examples (empty when valid). */
+  problems: string[];
+  /** Examples whose re-scored outcome differs from the reported one. */
+  mismatched: number;
+}
+
+/**
+ * Runs every row on one slice of the examples (`indices`), saves each row's
+ * adversarial examples as float32 ({@link advFile}), then reads them back,
+ * validates them against the originals and re-scores them on the target.
+ */
+export async function attackSlice(
+  o: Omit<RobustnessInput, "checkExamples" | "natural" | "eps">,
+): Promise<SlicePart> {
+  const { models, target, data, indices } = o;
+  const names = o.rows.map(advName);
+  const twice = names.find((f, i) => names.indexOf(f) !== i);
+  if (twice) throw new RangeError(`two rows would save their examples to the same folder ${twice}`);
   const size = imageSize(data);
-  const files = o.rows.map(advFile);
-  const twice = files.find((f, i) => files.indexOf(f) !== i);
-  if (twice) throw new RangeError(`two rows would save their examples to the same file ${twice}`);
-  await Deno.mkdir(o.saveDir, { recursive: true });
   const saved = new Map<string, Float32Array>();
-  const position = new Map(o.indices.map((i, k) => [i, k]));
   const outcomes = await runSuite(models, target, data, o.rows, {
-    indices: o.indices,
+    indices,
     batch: o.batch,
     seed: o.seed,
-    onAdversarial: (attack, indices, adv) => {
+    onAdversarial: (attack, batch, adv) => {
       let all = saved.get(attack.name);
-      if (!all) saved.set(attack.name, all = new Float32Array(o.indices.length * size));
-      all.set(adv, position.get(indices[0])! * size);
+      if (!all) saved.set(attack.name, all = new Float32Array(indices.length * size));
+      all.set(adv, indices.indexOf(batch[0]) * size);
     },
-    onProgress: (done) => o.log(`attacks: ${done}/${o.indices.length} examples`),
   });
-  for (const row of o.rows) await Deno.writeFile(`${o.saveDir}/${advFile(row)}`, bytesOf(saved.get(row.name)!));
+  for (const row of o.rows) {
+    await Deno.mkdir(`${o.saveDir}/${advName(row)}`, { recursive: true });
+    await writeFileAtomic(`${o.saveDir}/${advFile(row, indices[0])}`, bytesOf(saved.get(row.name)!));
+  }
   saved.clear();
-  o.log("checks");
-  const checks: Check[] = [];
-  const acc = (k: number) => accuracy(outcomes[k].correct);
-  const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+  const all = gather(data, indices);
+  const original = await all.x.data() as Float32Array;
+  tf.dispose([all.x, all.y]);
+  const problems: string[] = [];
+  let mismatched = 0;
+  for (const [k, row] of o.rows.entries()) {
+    const adv = new Float32Array((await Deno.readFile(`${o.saveDir}/${advFile(row, indices[0])}`)).slice().buffer);
+    const eps = row.method === "natural" ? 0 : row.eps;
+    for (const p of validateAdversarial(adv, original, eps, data.range)) problems.push(`${row.name}: ${p}`);
+    const flags = await rescore(models[target], adv, data, indices, o.batch);
+    mismatched += flags.filter((f, i) => f !== outcomes[k].correct[i]).length;
+  }
+  return { outcomes, problems, mismatched };
+}
 
-  // 1. Accuracy against ε: never rising, 0% when unbounded.
+/** The check of the saved examples over every slice. */
+export function savedCheck(parts: SlicePart[], saveDir: string, range: [number, number]): Check {
+  const problems = parts.flatMap((p) => p.problems);
+  const mismatched = parts.reduce((n, p) => n + p.mismatched, 0);
+  return {
+    name: "the saved examples pass the validator and reproduce the numbers",
+    pass: !problems.length && mismatched === 0,
+    detail: (problems.length ? problems.join("; ") + "; " : "") +
+      `re-scored from ${saveDir}: ${mismatched} per-example outcome${mismatched === 1 ? "" : "s"} differ; ` +
+      `‖δ‖∞ ≤ ε + 1e-4, pixels in [${range[0]}, ${range[1]}], no NaN${problems.length ? "" : ": all hold"}`,
+  };
+}
+
+const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+
+/**
+ * The checks that run models of their own, on the first `checkExamples` of the
+ * indices: accuracy against ε (never rising, 0% when unbounded), the natural
+ * model falling under white-box PGD, no all-zero input gradients, logits
+ * identical across passes and independent of the batch size.
+ */
+export async function modelChecks(
+  o: Omit<RobustnessInput, "saveDir" | "batch">,
+): Promise<Pick<RobustnessResult, "epsCurve" | "checks">> {
+  const { models, target, data } = o;
+  const range = data.range;
+  const checks: Check[] = [];
   const sub = o.indices.slice(0, o.checkExamples);
   const { x, y } = gather(data, sub);
+
+  // Accuracy against ε: never rising, 0% when unbounded.
   const epsCurve: RobustnessResult["epsCurve"] = [];
   const points = [0, 0.25, 0.5, 0.75, 1, 1.5, 2].map((f) => f * o.eps);
   points.push(range[1] - range[0]);
@@ -140,64 +210,7 @@ export async function evaluateRobustness(o: RobustnessInput): Promise<Robustness
     detail: `${pct(unbounded.accuracy)} at ε = ${unbounded.eps}`,
   });
 
-  // 2. More steps or restarts never raise accuracy (same method and source).
-  const pairs: string[] = [];
-  let monotone = true;
-  o.rows.forEach((a, i) =>
-    o.rows.forEach((b, j) => {
-      if (i === j || a.method !== b.method || a.source !== b.source || a.method === "natural") return;
-      if (b.steps >= a.steps && b.restarts >= a.restarts && (b.steps > a.steps || b.restarts > a.restarts)) {
-        const ok = acc(j) <= acc(i);
-        monotone &&= ok;
-        pairs.push(`${b.name} ${pct(acc(j))} ${ok ? "≤" : ">"} ${a.name} ${pct(acc(i))}`);
-      }
-    })
-  );
-  if (pairs.length) {
-    checks.push({ name: "more steps or restarts never raise accuracy", pass: monotone, detail: pairs.join("; ") });
-  }
-
-  // 3. White-box PGD is never weaker than white-box FGSM. (Between transfer rows it may be: one-step examples often
-  // transfer better, as in the paper's own Table 1 from B; those comparisons are reported, not checked.)
-  const fgsmVsPgd: string[] = [];
-  let pgdStronger = true;
-  o.rows.forEach((f, i) => {
-    if (f.method !== "fgsm") return;
-    const pgds = o.rows.flatMap((p, j) => p.method === "pgd" && p.source === f.source ? [j] : []);
-    if (!pgds.length) return;
-    const best = Math.min(...pgds.map(acc));
-    if (f.group === "white-box") pgdStronger &&= best <= acc(i);
-    fgsmVsPgd.push(
-      `${f.source}${f.group === "white-box" ? "" : " (transfer, not checked)"}: PGD ${pct(best)} vs FGSM ${
-        pct(acc(i))
-      }`,
-    );
-  });
-  if (fgsmVsPgd.length) {
-    checks.push({
-      name: "white-box PGD is never weaker than FGSM on the same examples",
-      pass: pgdStronger,
-      detail: fgsmVsPgd.join("; "),
-    });
-  }
-
-  // 4. White-box is never weaker than transfer; the examples only a transfer attack breaks.
-  const white = outcomes.filter((_, k) => o.rows[k].group === "white-box" && o.rows[k].method !== "natural");
-  const transfer = outcomes.filter((_, k) => o.rows[k].group === "transfer");
-  if (white.length && transfer.length) {
-    const w = worstCase(white), t = worstCase(transfer);
-    const onlyTransfer = w.correct.filter((c, i) => c && !t.correct[i]).length;
-    const bestTransfer = Math.min(...transfer.map((t) => accuracy(t.correct)));
-    checks.push({
-      name: "white-box is never weaker than transfer",
-      pass: w.accuracy <= bestTransfer,
-      detail: `worst case of the white-box rows ${pct(w.accuracy)}, strongest transfer row ${pct(bestTransfer)}; ` +
-        `${onlyTransfer} example${onlyTransfer === 1 ? "" : "s"} broken only by a transfer attack` +
-        (onlyTransfer ? " (the white-box attacks miss them: a sign of masked gradients if many)" : ""),
-    });
-  }
-
-  // 5. The naturally trained model falls under white-box PGD.
+  // The naturally trained model falls under white-box PGD.
   const strongest = o.rows.find((r) => r.method === "pgd" && r.group === "white-box");
   if (strongest && models[o.natural]) {
     const r = await pgd(models[o.natural], x, y, {
@@ -216,7 +229,7 @@ export async function evaluateRobustness(o: RobustnessInput): Promise<Robustness
     });
   }
 
-  // 6. No all-zero input gradients; deterministic logits, independent of the batch size.
+  // No all-zero input gradients; deterministic logits, independent of the batch size.
   const zero = tf.tidy(() => {
     const g = tf.grad((v: tf.Tensor) => crossEntropy(logits(models[target], v), y).sum())(x);
     return g.abs().max([1, 2, 3]).equal(0).sum();
@@ -252,28 +265,97 @@ export async function evaluateRobustness(o: RobustnessInput): Promise<Robustness
       `(logits up to ${scale.toFixed(2)}; at most 1e-4 of that passes)`,
   });
   tf.dispose([x, y]);
+  return { epsCurve, checks };
+}
 
-  // 7. The saved examples are valid and reproduce the numbers.
-  const all = gather(data, o.indices);
-  const original = await all.x.data() as Float32Array;
-  tf.dispose([all.x, all.y]);
-  const problems: string[] = [];
-  let mismatched = 0;
-  for (const [k, row] of o.rows.entries()) {
-    const adv = new Float32Array((await Deno.readFile(`${o.saveDir}/${advFile(row)}`)).slice().buffer);
-    const eps = row.method === "natural" ? 0 : row.eps;
-    for (const p of validateAdversarial(adv, original, eps, range)) problems.push(`${row.name}: ${p}`);
-    const flags = await rescore(models[target], adv, data, o.indices, o.batch);
-    mismatched += flags.filter((f, i) => f !== outcomes[k].correct[i]).length;
+/**
+ * The checks computed from the rows' per-example outcomes alone: more steps or
+ * restarts never raise accuracy, white-box PGD is never weaker than FGSM,
+ * white-box is never weaker than transfer (with the examples that only a
+ * transfer attack breaks).
+ */
+export function outcomeChecks(rows: SuiteRow[], outcomes: AttackOutcome[]): Check[] {
+  const checks: Check[] = [];
+  const acc = (k: number) => accuracy(outcomes[k].correct);
+
+  // More steps or restarts never raise accuracy (same method and source).
+  const pairs: string[] = [];
+  let monotone = true;
+  rows.forEach((a, i) =>
+    rows.forEach((b, j) => {
+      if (i === j || a.method !== b.method || a.source !== b.source || a.method === "natural") return;
+      if (b.steps >= a.steps && b.restarts >= a.restarts && (b.steps > a.steps || b.restarts > a.restarts)) {
+        const ok = acc(j) <= acc(i);
+        monotone &&= ok;
+        pairs.push(`${b.name} ${pct(acc(j))} ${ok ? "≤" : ">"} ${a.name} ${pct(acc(i))}`);
+      }
+    })
+  );
+  if (pairs.length) {
+    checks.push({ name: "more steps or restarts never raise accuracy", pass: monotone, detail: pairs.join("; ") });
   }
-  checks.push({
-    name: "the saved examples pass the validator and reproduce the numbers",
-    pass: !problems.length && mismatched === 0,
-    detail: (problems.length ? problems.join("; ") + "; " : "") +
-      `re-scored from ${o.saveDir}: ${mismatched} per-example outcome${mismatched === 1 ? "" : "s"} differ; ` +
-      `‖δ‖∞ ≤ ε + 1e-4, pixels in [${range[0]}, ${range[1]}], no NaN${problems.length ? "" : ": all hold"}`,
+
+  // White-box PGD is never weaker than white-box FGSM. (Between transfer rows it may be: one-step examples often
+  // transfer better, as in the paper's own Table 1 from B; those comparisons are reported, not checked.)
+  const fgsmVsPgd: string[] = [];
+  let pgdStronger = true;
+  rows.forEach((f, i) => {
+    if (f.method !== "fgsm") return;
+    const pgds = rows.flatMap((p, j) => p.method === "pgd" && p.source === f.source ? [j] : []);
+    if (!pgds.length) return;
+    const best = Math.min(...pgds.map(acc));
+    if (f.group === "white-box") pgdStronger &&= best <= acc(i);
+    fgsmVsPgd.push(
+      `${f.source}${f.group === "white-box" ? "" : " (transfer, not checked)"}: PGD ${pct(best)} vs FGSM ${
+        pct(acc(i))
+      }`,
+    );
   });
-  return { outcomes, epsCurve, checks };
+  if (fgsmVsPgd.length) {
+    checks.push({
+      name: "white-box PGD is never weaker than FGSM on the same examples",
+      pass: pgdStronger,
+      detail: fgsmVsPgd.join("; "),
+    });
+  }
+
+  // White-box is never weaker than transfer; the examples only a transfer attack breaks.
+  const white = outcomes.filter((_, k) => rows[k].group === "white-box" && rows[k].method !== "natural");
+  const transfer = outcomes.filter((_, k) => rows[k].group === "transfer");
+  if (white.length && transfer.length) {
+    const w = worstCase(white), t = worstCase(transfer);
+    const onlyTransfer = w.correct.filter((c, i) => c && !t.correct[i]).length;
+    const bestTransfer = Math.min(...transfer.map((t) => accuracy(t.correct)));
+    checks.push({
+      name: "white-box is never weaker than transfer",
+      pass: w.accuracy <= bestTransfer,
+      detail: `worst case of the white-box rows ${pct(w.accuracy)}, strongest transfer row ${pct(bestTransfer)}; ` +
+        `${onlyTransfer} example${onlyTransfer === 1 ? "" : "s"} broken only by a transfer attack` +
+        (onlyTransfer ? " (the white-box attacks miss them: a sign of masked gradients if many)" : ""),
+    });
+  }
+  return checks;
+}
+
+/**
+ * Runs the rows and every check in one process: {@link attackSlice} per batch,
+ * {@link modelChecks}, {@link outcomeChecks} and {@link savedCheck}. (The table
+ * experiments run the same pieces as units, which shards can split.)
+ */
+export async function evaluateRobustness(o: RobustnessInput): Promise<RobustnessResult> {
+  const parts: SlicePart[] = [];
+  for (let s = 0; s < o.indices.length; s += o.batch) {
+    parts.push(await attackSlice({ ...o, indices: o.indices.slice(s, s + o.batch) }));
+    o.log(`attacks: ${Math.min(s + o.batch, o.indices.length)}/${o.indices.length} examples`);
+  }
+  const outcomes = mergeOutcomes(parts.map((p) => p.outcomes));
+  o.log("checks");
+  const { epsCurve, checks } = await modelChecks(o);
+  return {
+    outcomes,
+    epsCurve,
+    checks: [...checks, ...outcomeChecks(o.rows, outcomes), savedCheck(parts, o.saveDir, o.data.range)],
+  };
 }
 
 function bytesOf(a: Float32Array): Uint8Array {

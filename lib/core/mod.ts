@@ -8,3 +8,4 @@ export { check, UserError } from "./errors.ts";
 export { Rng } from "./rng.ts";
 export { configHash, stableStringify } from "./hash.ts";
 export { Progress } from "./progress.ts";
+export { writeFileAtomic } from "./fs.ts";

@@ -24,6 +24,8 @@ export interface ExperimentSpec<C extends object> {
   help: Partial<Record<keyof C, string>>;
   /** Throws a {@link UserError} on an inconsistent config. */
   validate?: (config: C) => void;
+  /** What a unit of its work is, when it can be split into shards (adds --shard, --shards and --merge). */
+  units?: string;
 }
 
 /** Flags every experiment takes. */
@@ -44,12 +46,18 @@ export interface CommonFlags {
   dataDir: string;
   /** CIFAR-10: the files are meant to differ from the official ones; skip their checksums. */
   unverifiedData: boolean;
+  /** `--shard i/n` as given (experiments with units). */
+  shard?: string;
+  /** `--shards n`: the number of shards where the index comes from JOB_COMPLETION_INDEX. */
+  shards?: number;
+  /** Combine the unit results that exist instead of computing. */
+  merge: boolean;
 }
 
 const COMMON = {
   preset: { type: "string", help: "preset: quick (default), paper, smoke, ..." },
   backend: { type: "string", help: `backend: ${BACKENDS.join("|")} (default auto)` },
-  retrain: { type: "boolean", help: "train again even if a cached model exists" },
+  retrain: { type: "boolean", help: "train again even if a cached model exists (and redo cached units)" },
   out: { type: "string", help: "output folder (default figures)" },
   "cache-dir": { type: "string", help: "model cache folder (default .cache)" },
   "data-dir": { type: "string", help: "CIFAR-10 binary folder (default: CIFAR10_DIR, then <cache-dir>/cifar10)" },
@@ -57,6 +65,17 @@ const COMMON = {
   quiet: { type: "boolean", help: "no progress lines" },
   help: { type: "boolean", help: "show this help" },
 } as const;
+
+/** Flags of experiments whose work is split into units. */
+const SHARDING = {
+  shard: { type: "string", help: "run only shard i of n (i/n, from 0): units k with k mod n = i" },
+  shards: { type: "string", help: "number of shards, with JOB_COMPLETION_INDEX (Kubernetes) as the index" },
+  merge: { type: "boolean", help: "combine the units' results that exist (after the shards ran), write the files" },
+} as const;
+
+function commonFlags(units: string | undefined) {
+  return units ? { ...COMMON, ...SHARDING } : COMMON;
+}
 
 /** `stepSize` → `step-size`. */
 export function kebab(key: string): string {
@@ -72,12 +91,20 @@ function scalarKeys<C extends object>(spec: ExperimentSpec<C>): (keyof C & strin
 /** The `--help` text of an experiment. */
 export function helpText<C extends object>(spec: ExperimentSpec<C>): string {
   const lines = [`${spec.name}: ${spec.summary}`, "", `usage: deno task ${spec.name} [flags]`, "", "flags:"];
-  for (const [flag, o] of Object.entries(COMMON)) lines.push(`  --${flag.padEnd(18)} ${o.help}`);
+  for (const [flag, o] of Object.entries(commonFlags(spec.units))) lines.push(`  --${flag.padEnd(18)} ${o.help}`);
   for (const k of scalarKeys(spec)) {
     const d = spec.defaults[k];
     lines.push(`  --${kebab(k).padEnd(18)} ${spec.help[k] ?? ""} (default ${d})`);
   }
   lines.push("", `presets: quick (default), ${Object.keys(spec.presets).join(", ")}`);
+  if (spec.units) {
+    lines.push(
+      "",
+      `units: ${spec.units}. Each unit's result is kept in <cache-dir>/units/ and not redone; without --shard`,
+      "the shard comes from SLURM_ARRAY_TASK_ID (a Slurm job array), else JOB_COMPLETION_INDEX with --shards n",
+      "(a Kubernetes Indexed Job), else the run does every unit and writes the files. After the shards: --merge.",
+    );
+  }
   return lines.join("\n");
 }
 
@@ -92,7 +119,7 @@ export function parseExperimentArgs<C extends object>(
 ): { config: C; common: CommonFlags } | { help: string } {
   const keys = scalarKeys(spec);
   const options: Record<string, { type: "string" | "boolean" }> = {};
-  for (const [flag, o] of Object.entries(COMMON)) options[flag] = { type: o.type };
+  for (const [flag, o] of Object.entries(commonFlags(spec.units))) options[flag] = { type: o.type };
   for (const k of keys) options[kebab(k)] = { type: "string" };
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -128,6 +155,13 @@ export function parseExperimentArgs<C extends object>(
     throw new UserError(`unknown backend "${backend}", expected one of ${BACKENDS.join(", ")}`);
   }
   spec.validate?.(config);
+  const shards = values.shards === undefined ? undefined : Number(values.shards);
+  if (shards !== undefined && !(Number.isInteger(shards) && shards >= 1)) {
+    throw new UserError(`--shards expects an integer ≥ 1, got "${values.shards}"`);
+  }
+  if (values.merge && (values.shard !== undefined || shards !== undefined)) {
+    throw new UserError("--merge combines every shard's units; give it without --shard or --shards");
+  }
   return {
     config,
     common: {
@@ -139,6 +173,9 @@ export function parseExperimentArgs<C extends object>(
       quiet: Boolean(values.quiet),
       dataDir: (values["data-dir"] as string | undefined) ?? "",
       unverifiedData: Boolean(values["unverified-data"]),
+      ...(values.shard !== undefined ? { shard: values.shard as string } : {}),
+      ...(shards !== undefined ? { shards } : {}),
+      merge: Boolean(values.merge),
     },
   };
 }

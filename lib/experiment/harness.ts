@@ -36,6 +36,8 @@ import {
 } from "../train/zoo.ts";
 import { renderFigure, type VegaLiteSpec, writeJsonAtomic } from "../report/vega.ts";
 import { recoverFileSets, writeFileSet } from "../report/file_set.ts";
+import { configHash } from "../core/hash.ts";
+import { resolveShard, runUnits, type Shard, type Unit, type UnitsReport } from "./units.ts";
 
 /** What the harness knows of each dataset. */
 export const DATASETS: Record<DatasetName, { title: string; range: [number, number]; train: number; test: number }> = {
@@ -83,6 +85,12 @@ export interface Header<C> {
   command?: string;
   /** The git commit of the checkout, where there is one. */
   commit?: string;
+  /**
+   * Experiments split into units: how many, the keys without a result (a merge
+   * before every shard finished), the backends the units ran on and the
+   * seconds they took in all (summed over shards).
+   */
+  units?: { total: number; missing: string[]; backends: string[]; seconds: number };
 }
 
 /** A results file: the header, then what the experiment's `run` returned. */
@@ -102,6 +110,16 @@ export interface RunContext {
   model(name: ModelName): Promise<TrainedModel>;
   /** A progress note on stderr, unless quiet. */
   log(message: string): void;
+  /** How many test examples there are (without reading them). */
+  testCount(): number;
+  /**
+   * Runs the experiment's units (call it once, before any other heavy work):
+   * those of this shard whose result is not cached yet, then returns every
+   * result present by key. A shard's run stops inside this call once its units
+   * are done; a merge runs none and gets what the shards left (some may be
+   * missing: the results then say which).
+   */
+  units<T>(list: Unit<T>[]): Promise<Map<string, T>>;
 }
 
 /** An experiment: its command line, its computation and its two pure drawings. */
@@ -126,6 +144,12 @@ export interface Experiment<C extends BaseConfig, B> {
   models?(config: C): ModelName[];
   /** Run the other datasets too, without `--dataset`, when their models are cached (never training them unasked). */
   alsoCached?: boolean;
+  /**
+   * What a unit of its work is, when `run` splits it with `ctx.units` (the
+   * command line then takes --shard, --shards and --merge), e.g. "one per
+   * batch of test examples".
+   */
+  units?: string;
   /** Computes the results' body from the config. */
   run(config: C, ctx: RunContext): Promise<B>;
   /** The Vega-Lite spec of the figure, from the results alone. */
@@ -184,6 +208,7 @@ export function specFor<C extends BaseConfig>(e: Experiment<C, unknown>, dataset
     summary: e.summary + others,
     defaults: presetConfig(e, dataset, "quick"),
     presets,
+    ...(e.units ? { units: e.units } : {}),
     help: {
       dataset: `${datasetsOf(e).join(" or ")} (sets that dataset's defaults and presets)`,
       ...RECIPE_HELP,
@@ -233,6 +258,31 @@ export interface RunOptions extends Partial<Omit<CommonFlags, "backend" | "out">
   data?: { train?: Dataset; test?: Dataset };
   /** The command line recorded in the header. */
   command?: string;
+  /** Combine the unit results that exist instead of computing any (experiments with units). */
+  merge?: boolean;
+}
+
+/** What a shard's run did ({@link runShard}). */
+export interface ShardReport {
+  shard: Shard;
+  /** Units in all, and how many are done now (by every shard so far). */
+  total: number;
+  done: number;
+  /** This shard's units: computed now, and found done already. */
+  ran: string[];
+  skipped: string[];
+  /** The folder of the unit results. */
+  dir: string;
+}
+
+/** Thrown by a shard's `ctx.units` once its units are done, to end `run` there. */
+class ShardDone {
+  constructor(readonly report: UnitsReport<unknown>) {}
+}
+
+/** The folder of an experiment's unit results for a config: `<cache>/units/<name>_<dataset>-<config hash>`. */
+export async function unitsDir<C extends BaseConfig>(e: Experiment<C, unknown>, config: C, cacheDir: string) {
+  return `${cacheDir}/units/${e.name}_${config.dataset}-${await configHash(config)}`;
 }
 
 /** Loads a split of a dataset (CIFAR-10 from `dataDir`, else CIFAR10_DIR, else the cache). */
@@ -257,7 +307,35 @@ export async function runExperiment<C extends BaseConfig, B>(
   config: C,
   options: RunOptions = {},
 ): Promise<Results<C, B>> {
+  const done = await execute(e, config, options, { index: 0, count: 1, from: "the whole run" });
+  if (!("results" in done)) throw new Error("unreachable: a whole run stopped as a shard");
+  return done.results;
+}
+
+/**
+ * Runs one shard of an experiment with units: the units k with k mod n = i
+ * whose results are not cached yet. Writes no results file (the merge does).
+ */
+export async function runShard<C extends BaseConfig, B>(
+  e: Experiment<C, B>,
+  config: C,
+  shard: Shard,
+  options: RunOptions = {},
+): Promise<ShardReport> {
+  check(e.units, `${e.name} is not split into units; run it without --shard`);
+  const done = await execute(e, config, { ...options, merge: false }, shard);
+  if (!("report" in done)) throw new Error(`${e.name}'s run ended without calling ctx.units`);
+  return done.report;
+}
+
+async function execute<C extends BaseConfig, B>(
+  e: Experiment<C, B>,
+  config: C,
+  options: RunOptions,
+  shard: Shard,
+): Promise<{ results: Results<C, B> } | { report: ShardReport }> {
   validateConfig(e, config);
+  check(!options.merge || e.units, `${e.name} is not split into units; there is nothing to --merge`);
   const start = performance.now();
   const cacheDir = options.cacheDir ?? ".cache";
   const quiet = options.quiet ?? false;
@@ -269,6 +347,8 @@ export async function runExperiment<C extends BaseConfig, B>(
       unverifiedData: options.unverifiedData,
     });
   let test: Promise<Dataset> | undefined, train: Promise<Dataset> | undefined;
+  const dir = await unitsDir(e, config, cacheDir);
+  let units: UnitsReport<unknown> | undefined;
   const ctx: RunContext = {
     preset: options.preset ?? "quick",
     cacheDir,
@@ -291,10 +371,54 @@ export async function runExperiment<C extends BaseConfig, B>(
     log: (message) => {
       if (!quiet) console.error(message);
     },
+    testCount: () => options.data?.test?.n ?? DATASETS[config.dataset].test,
+    units: async <T>(list: Unit<T>[]) => {
+      check(!units, "an experiment's run calls ctx.units once");
+      const report = await runUnits(list, dir, {
+        shard,
+        merge: options.merge,
+        redo: options.retrain,
+        backend: currentBackend()?.name ?? tf.getBackend(),
+        log: ctx.log,
+      });
+      units = report as UnitsReport<unknown>;
+      if (shard.count > 1) throw new ShardDone(units);
+      if (options.merge) {
+        check(
+          report.results.size > 0,
+          `nothing to merge: no unit results in ${dir}; run the shards first (same flags)`,
+        );
+        if (report.missing.length) {
+          ctx.log(
+            `merging ${report.results.size} of ${list.length} units; missing ${report.missing.join(", ")}: ` +
+              "the results say so",
+          );
+        }
+      }
+      return new Map([...report.results].map(([k, r]) => [k, r.result]));
+    },
   };
-  const body = await e.run(config, ctx);
+  let body: B;
+  try {
+    body = await e.run(config, ctx);
+  } catch (err) {
+    if (!(err instanceof ShardDone)) throw err;
+    const r = err.report;
+    return {
+      report: {
+        shard,
+        total: r.results.size + r.missing.length,
+        done: r.results.size,
+        ran: r.ran,
+        skipped: r.skipped,
+        dir,
+      },
+    };
+  }
+  check(!options.merge || units, `${e.name}'s run did not call ctx.units; there is nothing to --merge`);
   const backend = currentBackend();
   const commit = await gitCommit();
+  const records = units ? [...units.results.values()] : [];
   const header: Header<C> = {
     experiment: e.name,
     dataset: config.dataset,
@@ -306,8 +430,18 @@ export async function runExperiment<C extends BaseConfig, B>(
     wall_seconds: (performance.now() - start) / 1000,
     command: options.command ?? `deno task ${e.name}`,
     ...(commit ? { commit } : {}),
+    ...(units
+      ? {
+        units: {
+          total: records.length + units.missing.length,
+          missing: units.missing,
+          backends: [...new Set(records.map((r) => r.backend))].sort(),
+          seconds: records.reduce((sum, r) => sum + r.seconds, 0),
+        },
+      }
+      : {}),
   };
-  return { ...header, ...body };
+  return { results: { ...header, ...body } };
 }
 
 /** The commit checked out in the current folder's git repository, read from `.git` (no git command needed). */
@@ -340,7 +474,7 @@ export async function writeResults<C extends BaseConfig, B>(
   const name = `${e.name}_${results.dataset}`;
   return await writeFileSet(out, [
     [`${name}.results.json`, JSON.stringify(results, null, 2) + "\n"],
-    ...await renderFigure(name, e.figure(results), e.table(results)),
+    ...await renderFigure(name, e.figure(results), markdownOf(e, results)),
   ]);
 }
 
@@ -387,11 +521,21 @@ export async function saveResults<C extends BaseConfig, B>(
   }
 }
 
+/** The experiment's markdown, under a warning when a merge found units missing. */
+function markdownOf(e: AnyExperiment, results: Results<BaseConfig, unknown>): string {
+  const missing = results.units?.missing ?? [];
+  if (!missing.length) return e.table(results);
+  const total = results.units!.total;
+  return `> **Incomplete:** ${missing.length} of ${total} units have no result yet (${missing.join(", ")}); ` +
+    `the numbers below cover the rest. Run the missing shards, then \`deno task ${e.name} --merge\` again.\n\n` +
+    e.table(results);
+}
+
 /** Redraws the figure files of a saved results file, without recomputing. */
 export async function redrawResults(e: AnyExperiment, resultsPath: string, out: string): Promise<string[]> {
   const results = JSON.parse(await Deno.readTextFile(resultsPath));
   const name = `${e.name}_${results.dataset}`;
-  return await writeFileSet(out, await renderFigure(name, e.figure(results), e.table(results)));
+  return await writeFileSet(out, await renderFigure(name, e.figure(results), markdownOf(e, results)));
 }
 
 /**
@@ -531,10 +675,20 @@ export async function experimentMain<C extends BaseConfig, B>(e: Experiment<C, B
     await ensureWritable(common.out, "--out", RESULTS_ROOM);
     await ensureWritable(common.cacheDir, "--cache-dir");
     await useBackend(common.backend, { quiet: common.quiet, cacheDir: common.cacheDir });
-    const results = await runExperiment(e, config, {
-      ...common,
-      command: ["deno task", e.name, ...args].join(" "),
-    });
+    const command = ["deno task", e.name, ...args].join(" ");
+    const shard = e.units && !common.merge ? resolveShard(common.shard, common.shards) : undefined;
+    if (shard && shard.count > 1) {
+      const r = await runShard(e, config, shard, { ...common, command });
+      const again = args.filter((a, i) => !a.startsWith("--shard") && !(i > 0 && /^--shards?$/.test(args[i - 1])));
+      console.log(
+        `${e.name} shard ${shard.index}/${shard.count} (${shard.from}): ran ${r.ran.length} unit` +
+          `${r.ran.length === 1 ? "" : "s"}, ${r.skipped.length} already done; ${r.done} of ${r.total} units ` +
+          `done in all (${r.dir}). ${r.done === r.total ? "All done: merge" : "When every shard is done, merge"} ` +
+          `with: deno task ${e.name} ${[...again, "--merge"].join(" ")}`,
+      );
+      continue;
+    }
+    const results = await runExperiment(e, config, { ...common, command });
     for (const p of await saveResults(e, results, common.out, common.cacheDir)) console.log(`wrote ${p}`);
   }
 }

@@ -35,8 +35,21 @@ export {
   type RunContext,
   runExperiment,
   type RunOptions,
+  runShard,
   saveResults,
+  type ShardReport,
   specFor,
+  unitsDir,
   writeResults,
 } from "./harness.ts";
 export { type TableBody, type TableConfig, tableExperiment, type TableSpec } from "./tables.ts";
+export {
+  parseShard,
+  resolveShard,
+  runUnits,
+  type Shard,
+  type Unit,
+  type UnitRecord,
+  unitsOf,
+  type UnitsReport,
+} from "./units.ts";

@@ -7,12 +7,23 @@
  * @module
  */
 import type { tfl } from "../core/tf.ts";
-import { type Check, evaluateRobustness, type SuiteRow, worstRows } from "../attacks/robustness.ts";
-import type { AttackOutcome } from "../attacks/suite.ts";
-import { accuracy } from "../attacks/suite.ts";
+import { configHash } from "../core/hash.ts";
+import {
+  attackSlice,
+  type Check,
+  modelChecks,
+  outcomeChecks,
+  type RobustnessResult,
+  savedCheck,
+  type SlicePart,
+  type SuiteRow,
+  worstRows,
+} from "../attacks/robustness.ts";
+import { accuracy, type AttackOutcome, mergeOutcomes } from "../attacks/suite.ts";
 import { suiteFigure, suiteMarkdown, type SuiteReport } from "../report/suite_report.ts";
-import type { TrainConfig } from "../train/train.ts";
-import type { DatasetName, ModelName } from "../train/zoo.ts";
+import type { TrainConfig, TrainedModel } from "../train/train.ts";
+import { type DatasetName, type ModelName, recipeOf, zooConfig } from "../train/zoo.ts";
+import type { Unit } from "./units.ts";
 import { type BaseConfig, DATASETS, defineExperiment, type Experiment, type Results } from "./harness.ts";
 
 /** The fields of a table experiment besides the zoo's recipe. */
@@ -27,14 +38,15 @@ export interface TableConfig extends BaseConfig {
   attackBatch: number;
   /** Examples of the checks that run attacks of their own (the ε curve, the natural model, gradients). */
   checkExamples: number;
-  /** Folder of the saved adversarial examples ("": <cache-dir>/adv/<table>_<dataset>). */
+  /** Folder of the saved adversarial examples ("": <cache-dir>/adv/<table>_<dataset>), one folder per row. */
   saveAdv: string;
 }
 
 /** What a table's `run` computes; the harness adds the header. */
 export interface TableBody {
   target: ModelName;
-  models: Record<string, { train: TrainConfig; hash: string; fromCache: boolean; trainSeconds: number }>;
+  /** Every model read, by zoo name: its training config and the hash naming its cache folder. */
+  models: Record<string, { train: TrainConfig; hash: string }>;
   rows: (SuiteRow & { accuracy: number })[];
   worst: { name: string; accuracy: number }[];
   epsCurve: { eps: number; accuracy: number }[];
@@ -103,43 +115,74 @@ export function tableExperiment<C extends TableConfig>(t: TableSpec<C>): Experim
       ...t.help,
     } as Experiment<C, TableBody>["help"],
     counts: ["evalExamples", "attackBatch", "checkExamples", ...(t.counts ?? [])] as (keyof C & string)[],
+    units: "one per batch of --attack-batch test examples (every row on it), one for the checks that run models",
     async run(config, ctx) {
-      const test = await ctx.test();
-      const models: Record<string, tfl.LayersModel> = {};
-      const made: TableBody["models"] = {};
-      for (const name of sources(config)) {
-        const m = await ctx.model(name);
-        models[name] = m.model;
-        made[name] = { train: m.config, hash: m.hash, fromCache: m.fromCache, trainSeconds: m.trainSeconds };
-      }
+      const names = sources(config);
+      const loaded = new Map<string, TrainedModel>();
+      // Each model is read (or trained) once, on first use, one at a time: a merge reads none.
+      const models = async () => {
+        for (const name of names) if (!loaded.has(name)) loaded.set(name, await ctx.model(name));
+        return Object.fromEntries(names.map((name) => [name, loaded.get(name)!.model])) as Record<
+          string,
+          tfl.LayersModel
+        >;
+      };
       const rows = t.rows(config);
-      const n = Math.min(config.evalExamples, test.n);
+      const n = Math.min(config.evalExamples, ctx.testCount());
+      const indices = Array.from({ length: n }, (_, i) => i);
       const saveDir = config.saveAdv || `${ctx.cacheDir}/adv/${t.name}_${config.dataset}`;
-      const r = await evaluateRobustness({
-        models,
-        target: "A",
-        natural: "A_nat",
-        data: test,
-        indices: Array.from({ length: n }, (_, i) => i),
-        rows,
-        eps: config.eps,
-        seed: config.seed,
-        batch: config.attackBatch,
-        checkExamples: Math.min(config.checkExamples, n),
-        saveDir,
-        log: ctx.log,
-      });
-      for (const m of Object.values(models)) m.dispose();
+      const common = { target: "A", natural: "A_nat", rows, eps: config.eps, seed: config.seed, saveDir, log: ctx.log };
+      const slices: number[][] = [];
+      for (let s = 0; s < n; s += config.attackBatch) slices.push(indices.slice(s, s + config.attackBatch));
+      const key = (ix: number[]) => `examples-${pad(ix[0])}-${pad(ix[ix.length - 1])}`;
+      const units: Unit<unknown>[] = [
+        {
+          key: "checks",
+          run: async () =>
+            modelChecks({
+              ...common,
+              models: await models(),
+              data: await ctx.test(),
+              indices,
+              checkExamples: Math.min(config.checkExamples, n),
+            }),
+        },
+        ...slices.map((ix) => ({
+          key: key(ix),
+          run: async () =>
+            attackSlice({ ...common, models: await models(), data: await ctx.test(), indices: ix, batch: ix.length }),
+        })),
+      ];
+      const done = await ctx.units(units);
+      for (const m of loaded.values()) m.model.dispose();
+      const parts = slices.flatMap((ix) => done.has(key(ix)) ? [done.get(key(ix)) as SlicePart] : []);
+      const outcomes: AttackOutcome[] = parts.length
+        ? mergeOutcomes(parts.map((p) => p.outcomes))
+        : rows.map((r) => ({ name: r.name, index: [], correct: [], loss: [] }));
+      const own = done.get("checks") as Pick<RobustnessResult, "epsCurve" | "checks"> | undefined;
+      const made: TableBody["models"] = {};
+      for (const name of names) {
+        const train = zooConfig(name, config.dataset, recipeOf(config));
+        made[name] = { train, hash: await configHash(train) };
+      }
       return {
         target: "A",
         models: made,
-        rows: rows.map((row, k) => ({ ...row, accuracy: accuracy(r.outcomes[k].correct) })),
-        worst: worstRows(rows, r.outcomes),
-        epsCurve: r.epsCurve,
-        checks: r.checks,
+        rows: rows.map((row, k) => ({ ...row, accuracy: accuracy(outcomes[k].correct) })),
+        worst: worstRows(rows, outcomes),
+        epsCurve: own?.epsCurve ?? [],
+        checks: [
+          ...(own?.checks ?? [{
+            name: "the checks that run models (accuracy against ε, the natural model, gradients, logits)",
+            pass: false,
+            detail: 'not run: the unit "checks" has no result yet',
+          }]),
+          ...outcomeChecks(rows, outcomes),
+          savedCheck(parts, saveDir, DATASETS[config.dataset].range),
+        ],
         targetRule: TARGET_RULE,
         saveDir,
-        outcomes: r.outcomes,
+        outcomes,
       };
     },
     figure: (results) => suiteFigure(report(t, results)),
@@ -149,19 +192,25 @@ export function tableExperiment<C extends TableConfig>(t: TableSpec<C>): Experim
 
 function report<C extends TableConfig>(t: TableSpec<C>, r: Results<C, TableBody>): SuiteReport {
   const n = r.outcomes[0]?.index.length ?? 0;
-  const trained = Object.entries(r.models).map(([name, m]) =>
-    `${name} ${m.fromCache ? "from the cache" : `trained in this run (${Math.round(m.trainSeconds)} s)`}`
-  );
+  const trained = Object.entries(r.models).map(([name, m]) => `${name} (${m.hash})`);
+  const time = r.units && r.units.seconds > r.wall_seconds + 1
+    ? `${Math.round(r.units.seconds)} s of units (this run ${Math.round(r.wall_seconds)} s)`
+    : `${Math.round(r.wall_seconds)} s`;
   return {
     title: `${t.name.replace(/^table(\d+)$/, "Table $1")} (${DATASETS[r.dataset].title})`,
     png: `${t.name}_${r.dataset}.png`,
     about:
       `Target: model A of the zoo's \`${r.preset}\` recipe. ε = ${r.config.eps}, step size ${r.config.stepSize}, ` +
       `the first ${n} test images. Models: ${trained.join(", ")}. Seed ${r.seed}, backend ${r.backend.name}, ` +
-      `${Math.round(r.wall_seconds)} s. Adversarial examples saved as float32 in \`${r.saveDir}\`.`,
+      `${time}. Adversarial examples saved as float32 in \`${r.saveDir}\`, a folder per row.`,
     rows: r.rows,
     worst: r.worst,
     checks: r.checks,
     targetRule: r.targetRule,
   };
+}
+
+/** A test index with 5 digits, so that unit keys sort in test order. */
+function pad(i: number): string {
+  return String(i).padStart(5, "0");
 }

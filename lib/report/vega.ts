@@ -27,6 +27,7 @@ import * as vl from "vega-lite";
 import { initWasm, Resvg } from "@resvg/resvg-wasm";
 import { fileURLToPath } from "node:url";
 import { writeFileSet } from "./file_set.ts";
+import { writeFileAtomic } from "../core/fs.ts";
 
 /** A Vega-Lite top-level spec (unit, layer, facet, repeat or concat). */
 export type VegaLiteSpec = vl.TopLevelSpec;
@@ -173,24 +174,12 @@ export async function toPng(
   }
 }
 
-/** Write bytes or text to `path` atomically: a new temporary file beside it, then a rename. */
-async function writeAtomic(path: string, data: string | Uint8Array) {
-  const tmp = `${path}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
-    await Deno.writeFile(tmp, typeof data === "string" ? new TextEncoder().encode(data) : data, { createNew: true });
-    await Deno.rename(tmp, path);
-  } catch (err) {
-    await Deno.remove(tmp).catch(() => {});
-    throw err;
-  }
-}
-
 /** Write `value` as pretty JSON with a trailing newline, atomically. */
 export async function writeJsonAtomic(
   path: string,
   value: unknown,
 ): Promise<void> {
-  await writeAtomic(path, JSON.stringify(value, null, 2) + "\n");
+  await writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
 }
 
 /**

@@ -17,24 +17,12 @@
 import { tf, tfl } from "../core/tf.ts";
 import { UserError } from "../core/errors.ts";
 import { stableStringify } from "../core/hash.ts";
+import { writeFileAtomic } from "../core/fs.ts";
 
 /** Hex SHA-256 of `bytes`. */
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Writes `bytes` to `path` atomically (temporary file, then rename); on failure the temporary file is removed. */
-export async function writeFileAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  try {
-    if (typeof bytes === "string") await Deno.writeTextFile(tmp, bytes);
-    else await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
 }
 
 /** The two files of a TF.js layers model, in memory. */
