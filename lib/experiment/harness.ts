@@ -22,7 +22,7 @@ import { check, UserError } from "../core/errors.ts";
 import type { Dataset } from "../data/dataset.ts";
 import { checkEpsScale, loadCifar10 } from "../data/cifar10.ts";
 import { loadMnist } from "../data/mnist.ts";
-import { isTrained, modelDir, type TrainedModel, trainModel } from "../train/train.ts";
+import { isTrained, modelDir, type TrainConfig, type TrainedModel, trainModel } from "../train/train.ts";
 import {
   type DatasetName,
   type ModelName,
@@ -108,6 +108,8 @@ export interface RunContext {
   train(): Promise<Dataset>;
   /** The zoo's model `name` for the run's recipe: from the cache, else trained (and cached). */
   model(name: ModelName): Promise<TrainedModel>;
+  /** The model of any training config (e.g. the zoo's capacity family): from the cache, else trained. */
+  modelOf(config: TrainConfig, label: string): Promise<TrainedModel>;
   /** A progress note on stderr, unless quiet. */
   log(message: string): void;
   /** How many test examples there are (without reading them). */
@@ -357,15 +359,16 @@ async function execute<C extends BaseConfig, B>(
     test: () => test ??= options.data?.test ? Promise.resolve(options.data.test) : load("test"),
     train: () =>
       train ??= options.data?.train ? Promise.resolve(options.data.train) : load("train", config.trainExamples),
-    model: async (name) => {
-      const t = await trainModel(zooConfig(name, config.dataset, recipeOf(config)), {
+    model: (name) => ctx.modelOf(zooConfig(name, config.dataset, recipeOf(config)), name),
+    modelOf: async (train, label) => {
+      const t = await trainModel(train, {
         data: ctx.train,
         cacheDir,
         retrain: options.retrain,
         quiet,
-        label: `train ${name}`,
+        label: `train ${label}`,
       });
-      ctx.log(`model ${name}: ${t.fromCache ? `cached at ${t.dir}` : `trained in this run (${t.dir})`}`);
+      ctx.log(`model ${label}: ${t.fromCache ? `cached at ${t.dir}` : `trained in this run (${t.dir})`}`);
       return t;
     },
     log: (message) => {
