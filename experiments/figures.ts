@@ -1,12 +1,13 @@
 /**
  * Redraws every figure from the results files saved under `figures/`, without
  * recomputing anything: `deno task figures [--out figures]`. Each results file
- * names its experiment, whose file `experiments/<name>.ts` draws it.
+ * names its experiment, whose file `experiments/<name>.ts` draws it. Then the
+ * gallery page, `<out>/index.html`, is rebuilt from what is there.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { type AnyExperiment, ensureWritable, redrawAll, runMain, UserError } from "../mod.ts";
+import { type AnyExperiment, ensureWritable, redrawAll, runMain, UserError, writeGallery } from "../mod.ts";
 
 /** The experiment of a results file, by name: `experiments/<name>.ts`, or undefined when there is none. */
 export async function findExperiment(name: string): Promise<AnyExperiment | undefined> {
@@ -36,6 +37,7 @@ if (import.meta.main) {
     const { written, failed } = await redrawAll(out, findExperiment);
     for (const p of written) console.log(`wrote ${p}`);
     if (!written.length && !failed.length) console.log("no results files found");
+    console.log(`wrote ${await writeGallery(out)}`);
     if (failed.length) {
       for (const f of failed) console.error(`cannot draw ${f}`);
       throw new UserError(`${failed.length} results file${failed.length > 1 ? "s" : ""} could not be drawn (above)`);

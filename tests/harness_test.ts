@@ -23,15 +23,17 @@ import { experiment as figure1 } from "../experiments/figure1.ts";
 
 await tf.setBackend("cpu");
 
+/** The files of experiments/ that are scripts over the results, not experiments. */
+const SCRIPTS = ["figures.ts", "gallery.ts"];
 const EXPERIMENTS = Array.from(Deno.readDirSync("experiments"))
   .map((e) => e.name)
-  .filter((n) => n.endsWith(".ts") && n !== "figures.ts")
+  .filter((n) => n.endsWith(".ts") && !SCRIPTS.includes(n))
   .sort();
 
 Deno.test("experiments import nothing but ../mod.ts, and each has its task and its experiment of the same name", async () => {
   const tasks = JSON.parse(await Deno.readTextFile("deno.json")).tasks;
   assert(EXPERIMENTS.length >= 4, EXPERIMENTS.join(", "));
-  for (const file of [...EXPERIMENTS, "figures.ts"]) {
+  for (const file of [...EXPERIMENTS, ...SCRIPTS]) {
     const text = await Deno.readTextFile(`experiments/${file}`);
     const specifiers = [...text.matchAll(/(?:from|import)\s*\(?\s*"([^"]+)"/g)].map((m) => m[1]);
     for (const s of specifiers) assert(s === "../mod.ts" || s.startsWith("node:"), `${file} imports ${s}`);
