@@ -1,5 +1,6 @@
 /**
- * Attacks: L∞ PGD (restarts scored per example), FGSM, targeted and CW-loss variants, and accuracy under attack.
+ * Attacks: L∞ PGD (restarts scored per example), FGSM, targeted and CW-loss variants, and accuracy under attack;
+ * APGD-CE, APGD-T and Square, and the standard run of the three (AutoAttack less FAB-T) with its checks.
  *
  * @module
  */
@@ -33,3 +34,42 @@ export {
   type SuiteRow,
   worstRows,
 } from "./robustness.ts";
+export {
+  apgd,
+  APGD_ALPHA,
+  APGD_RHO,
+  apgdCheckpoints,
+  type ApgdLoss,
+  type ApgdOptions,
+  type ApgdResult,
+  apgdTargeted,
+  type ApgdTargetedOptions,
+  type CheckpointState,
+  halveStepSize,
+  momentumStep,
+  projectLinf,
+  validateApgdOptions,
+} from "./apgd.ts";
+export {
+  type Scorer,
+  square,
+  SQUARE_HALVINGS,
+  squareFraction,
+  type SquareOptions,
+  type SquareResult,
+  squareSide,
+  validateSquareOptions,
+} from "./square.ts";
+export {
+  type AttackStage,
+  autoAttack,
+  AUTOATTACK_ATTACKS,
+  AUTOATTACK_NAME,
+  autoAttackChecks,
+  type AutoAttackOptions,
+  type AutoAttackResult,
+  mergeSanity,
+  type SanityCounts,
+  sanityCounts,
+  SQUARE_MARGIN,
+} from "./autoattack.ts";

@@ -14,4 +14,4 @@ export {
   RESNET_WIDE,
   type ResNetShape,
 } from "./resnet.ts";
-export { crossEntropy, cwLoss, isCorrect } from "./losses.ts";
+export { crossEntropy, cwLoss, dlrLoss, dlrTargetedLoss, isCorrect } from "./losses.ts";
