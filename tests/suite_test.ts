@@ -127,11 +127,12 @@ Deno.test("table1 smoke preset end to end: every row, the worst cases, the check
     const tmp = await Deno.makeTempDir();
     const config = presetConfig(table1, "mnist", "smoke");
     const r = await runExperiment(table1, config, { preset: "smoke", cacheDir: tmp, quiet: true });
-    assertEquals(r.rows.length, 17);
+    assertEquals(r.rows.length, 20); // 17 of the paper, 3 beyond it
     assertEquals(Object.keys(r.models).sort(), ["A", "A_nat", "A_prime", "B"]);
     assertEquals(r.worst.map((w) => w.name), [
       "worst case, all white-box",
       "worst case, all transfer",
+      "worst case, APGD-CE + APGD-T + Square",
       "worst case, every attack",
     ]);
     for (const o of r.outcomes) assertEquals(o.index, [0, 1, 2, 3, 4, 5]);
@@ -156,7 +157,7 @@ Deno.test("table2 smoke preset end to end on fixture CIFAR-10 data", () =>
       quiet: true,
       data: { train: cifarFixture(64, 1), test: cifarFixture(8, 2) },
     });
-    assertEquals(r.rows.length, 10);
+    assertEquals(r.rows.length, 13);
     assertEquals(Object.keys(r.models).sort(), ["A", "A_nat", "A_prime"]);
     assertEquals(r.rows.filter((row) => row.group === "transfer").map((row) => row.source), [
       "A_prime",

@@ -24,12 +24,16 @@ import {
   worstCase,
 } from "./suite.ts";
 import { writeFileAtomic } from "../core/fs.ts";
+import { AUTOATTACK_NAME } from "./autoattack.ts";
 import { pgd } from "./pgd.ts";
 
 /** A row of a robustness table: an attack, its group, and the paper's accuracy where it reports one. */
 export interface SuiteRow extends Attack {
-  /** "white-box" (source = target) or "transfer". */
-  group: "white-box" | "transfer";
+  /**
+   * "white-box" (source = target) or "transfer" (the paper's rows), or
+   * "beyond the paper" (the field's attacks since: APGD-CE, APGD-T, Square).
+   */
+  group: "white-box" | "transfer" | "beyond the paper";
   /** The paper's accuracy, a fraction (absent for rows the paper does not have). */
   paper?: number;
 }
@@ -80,6 +84,7 @@ export function worstRows(rows: SuiteRow[], outcomes: AttackOutcome[]): { name: 
   return [
     { name: "worst case, all white-box", accuracy: pick((r) => r.group === "white-box").accuracy },
     { name: "worst case, all transfer", accuracy: pick((r) => r.group === "transfer").accuracy },
+    { name: `worst case, ${AUTOATTACK_NAME}`, accuracy: pick((r) => r.group === "beyond the paper").accuracy },
     { name: "worst case, every attack", accuracy: pick(() => true).accuracy },
   ].filter((w) => Number.isFinite(w.accuracy));
 }
@@ -332,6 +337,38 @@ export function outcomeChecks(rows: SuiteRow[], outcomes: AttackOutcome[]): Chec
       detail: `worst case of the white-box rows ${pct(w.accuracy)}, strongest transfer row ${pct(bestTransfer)}; ` +
         `${onlyTransfer} example${onlyTransfer === 1 ? "" : "s"} broken only by a transfer attack` +
         (onlyTransfer ? " (the white-box attacks miss them: a sign of masked gradients if many)" : ""),
+    });
+  }
+
+  // APGD-CE is never weaker than PGD with as many iterations and one restart (Croce and Hein's claim, here).
+  rows.forEach((a, i) => {
+    if (a.method !== "apgd-ce") return;
+    const j = rows.findIndex((p) =>
+      p.method === "pgd" && p.source === a.source && p.steps === a.steps && p.restarts === 1
+    );
+    if (j < 0) return;
+    const only = outcomes[i].correct.filter((c, e) => !c && outcomes[j].correct[e]).length;
+    const onlyPgd = outcomes[j].correct.filter((c, e) => !c && outcomes[i].correct[e]).length;
+    checks.push({
+      name: `APGD-CE is never weaker than PGD ${a.steps}×1`,
+      pass: acc(i) <= acc(j),
+      detail: `APGD-CE ${a.steps} ${pct(acc(i))} vs PGD ${a.steps}×1 ${pct(acc(j))}; examples broken only by APGD-CE ` +
+        `${only}, only by PGD ${onlyPgd}`,
+    });
+  });
+
+  // A black-box attack (Square) beating every white-box gradient attack by more than 0.2 points: masked gradients.
+  const sq = rows.findIndex((r) => r.method === "square");
+  const gradient = outcomes.filter((_, k) =>
+    rows[k].source === rows[sq]?.source && rows[k].method !== "natural" && rows[k].method !== "square"
+  );
+  if (sq >= 0 && gradient.length) {
+    const w = worstCase(gradient).accuracy;
+    checks.push({
+      name: "Square (forward passes only) is not stronger than the white-box gradient attacks",
+      pass: acc(sq) >= w - 0.002,
+      detail: `Square ${pct(acc(sq))} vs the worst case of the gradient attacks on ${rows[sq].source} ${pct(w)} ` +
+        "(more than 0.2 points lower would point to masked gradients)",
     });
   }
   return checks;

@@ -14,9 +14,20 @@ import { type Dataset, gather } from "../data/dataset.ts";
 import { crossEntropy, isCorrect } from "../nn/losses.ts";
 import { logits } from "../nn/mnist_net.ts";
 import { fgsm, pgd } from "./pgd.ts";
+import { apgd, apgdTargeted } from "./apgd.ts";
+import { square } from "./square.ts";
 
 /** How an attack crafts its examples. */
-export type AttackMethod = "natural" | "fgsm" | "pgd" | "targeted" | "cw" | "cw+";
+export type AttackMethod =
+  | "natural"
+  | "fgsm"
+  | "pgd"
+  | "targeted"
+  | "cw"
+  | "cw+"
+  | "apgd-ce"
+  | "apgd-t"
+  | "square";
 
 /** One attack: a row of the paper's tables. */
 export interface Attack {
@@ -25,7 +36,7 @@ export interface Attack {
   method: AttackMethod;
   /** L∞ radius in pixel units. */
   eps: number;
-  /** Iterations (1 for FGSM and natural). */
+  /** Iterations (1 for FGSM and natural; per target for APGD-T; queries for Square). */
   steps: number;
   /** Step size in pixel units. */
   stepSize: number;
@@ -73,11 +84,20 @@ export async function craft(
   options: { range: [number, number]; seed: number; index: number[] },
 ): Promise<tf.Tensor4D> {
   const { range, seed } = options;
+  const batchSeed = seed * 1000003 + options.index[0];
   switch (attack.method) {
     case "natural":
       return x.clone();
     case "fgsm":
       return fgsm(source, x, y, { eps: attack.eps, range }) as tf.Tensor4D;
+    case "apgd-ce":
+    case "apgd-t": {
+      const o = { eps: attack.eps, steps: attack.steps, restarts: attack.restarts, range, seed: batchSeed };
+      const r = attack.method === "apgd-ce" ? await apgd(source, x, y, o) : await apgdTargeted(source, x, y, o);
+      return r.adv;
+    }
+    case "square":
+      return (await square(source, x, y, { eps: attack.eps, queries: attack.steps, range, seed: batchSeed })).adv;
     default: {
       const labels = await y.data();
       const target = attack.method === "targeted"
@@ -89,7 +109,7 @@ export async function craft(
         stepSize: attack.stepSize,
         restarts: attack.restarts,
         range,
-        seed: seed * 1000003 + options.index[0],
+        seed: batchSeed,
         loss: attack.method === "cw" || attack.method === "cw+" ? "cw" : "xent",
         kappa: attack.kappa ?? (attack.method === "cw+" ? 50 : 0),
         target,

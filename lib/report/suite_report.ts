@@ -24,6 +24,8 @@ export interface SuiteReport {
   checks: Check[];
   /** How the targeted attack chooses its classes. */
   targetRule: string;
+  /** A further paragraph under the table (e.g. on the rows beyond the paper). */
+  note?: string;
 }
 
 /** An attack's method as the paper writes it. */
@@ -35,6 +37,9 @@ export function methodLabel(method: SuiteRow["method"]): string {
     targeted: "targeted PGD",
     cw: "CW",
     "cw+": "CW+ (κ 50)",
+    "apgd-ce": "APGD-CE",
+    "apgd-t": "APGD-T (9 targets)",
+    square: "Square",
   }[method];
 }
 
@@ -94,6 +99,7 @@ export function suiteMarkdown(r: SuiteReport): string {
     "(the paper has no such rows). Transfer rows craft on the source and score on the target without querying it " +
     `(restarts keep the one that fools the source, else the one of highest loss on it). ${r.targetRule}`,
     "",
+    ...(r.note ? [r.note, ""] : []),
     `## Checks against fooling ourselves (${failed ? `${failed} FAILED` : "all pass"})`,
     "",
     checks,
@@ -106,6 +112,8 @@ export function suiteFigure(r: SuiteReport): VegaLiteSpec {
   const label = (row: SuiteReport["rows"][number]) =>
     row.method === "natural"
       ? "natural"
+      : row.method === "square"
+      ? `Square, ${row.steps} queries to ${sourceLabel(row.source)}`
       : `${methodLabel(row.method)}${row.method === "fgsm" ? "" : ` ${row.steps}×${row.restarts}`} from ` +
         sourceLabel(row.source);
   const values = r.rows.flatMap((row) => [
