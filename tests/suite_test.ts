@@ -157,7 +157,7 @@ Deno.test("table2 smoke preset end to end on fixture CIFAR-10 data", () =>
       quiet: true,
       data: { train: cifarFixture(64, 1), test: cifarFixture(8, 2) },
     });
-    assertEquals(r.rows.length, 13);
+    assertEquals(r.rows.length, 13); // 10 of the paper, 3 beyond it (the smoke PGD 3×1 to check APGD-CE against is a paper row)
     assertEquals(Object.keys(r.models).sort(), ["A", "A_nat", "A_prime"]);
     assertEquals(r.rows.filter((row) => row.group === "transfer").map((row) => row.source), [
       "A_prime",

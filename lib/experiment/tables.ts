@@ -99,20 +99,30 @@ export const TABLE_PRESETS: Record<string, Partial<TableConfig>> = {
 /**
  * The rows every table adds beyond the paper: the attacks of AutoAttack
  * (Croce and Hein 2020) without FAB-T, white-box on the target: APGD-CE,
- * APGD-T (9 target classes) and Square (score-based, forward passes only).
+ * APGD-T (9 target classes) and Square (score-based, forward passes only);
+ * and, where the paper's rows lack it, PGD with as many steps as APGD and one
+ * restart, which APGD-CE is checked against.
  */
-export function beyondRows(c: TableConfig): SuiteRow[] {
-  const row = (method: SuiteRow["method"], steps: number): SuiteRow => ({
+export function beyondRows(c: TableConfig, paperRows: SuiteRow[]): SuiteRow[] {
+  const row = (method: SuiteRow["method"], steps: number, stepSize = 2 * c.eps): SuiteRow => ({
     name: `${method} ${steps} A`,
     method,
     eps: c.eps,
     steps,
-    stepSize: 2 * c.eps,
+    stepSize,
     restarts: 1,
     source: "A",
     group: "beyond the paper",
   });
-  return [row("apgd-ce", c.apgdSteps), row("apgd-t", c.apgdSteps), row("square", c.squareQueries)];
+  const hasPgd = paperRows.some((r) =>
+    r.method === "pgd" && r.source === "A" && r.steps === c.apgdSteps && r.restarts === 1
+  );
+  return [
+    ...(hasPgd ? [] : [row("pgd", c.apgdSteps, c.stepSize)]),
+    row("apgd-ce", c.apgdSteps),
+    row("apgd-t", c.apgdSteps),
+    row("square", c.squareQueries),
+  ];
 }
 
 const TARGET_RULE = "The targeted attack moves each example toward a wrong class drawn uniformly at random from " +
@@ -162,7 +172,7 @@ export function tableExperiment<C extends TableConfig>(t: TableSpec<C>): Experim
           tfl.LayersModel
         >;
       };
-      const rows = [...t.rows(config), ...beyondRows(config)];
+      const rows = [...t.rows(config), ...beyondRows(config, t.rows(config))];
       const n = Math.min(config.evalExamples, ctx.testCount());
       const indices = Array.from({ length: n }, (_, i) => i);
       const saveDir = config.saveAdv || `${ctx.cacheDir}/adv/${t.name}_${config.dataset}`;
