@@ -380,6 +380,7 @@ export function table(r: Results): string {
       ["r", "l", "r", "l", "r", "r", "r", "r"],
     ),
     "",
+    ...collapsed(r),
     "## The paper's observations (section 4), measured",
     "",
     markdownTable(
@@ -389,6 +390,17 @@ export function table(r: Results): string {
     ),
     "",
   ].join("\n");
+}
+
+/** A line naming the cells whose training did not get off the ground (loss at that of a uniform guess, ln 10). */
+function collapsed(r: Results): string[] {
+  const flat = r.cells.filter((c) => c.trainLoss > 0.99 * Math.log(10));
+  if (!flat.length) return [];
+  return [
+    `Did not train (final training loss within 1% of ln 10 = 2.303, a uniform guess; the net then answers one ` +
+    `class for every image): ${flat.map((c) => `capacity ${c.scale} ${TRAINING_LABEL[c.training]}`).join(", ")}.`,
+    "",
+  ];
 }
 
 if (import.meta.main) await runMain(() => experimentMain(experiment, Deno.args));
