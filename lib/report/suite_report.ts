@@ -136,7 +136,7 @@ export function suiteFigure(r: SuiteReport): VegaLiteSpec {
       x: {
         field: "accuracy",
         type: "quantitative",
-        axis: { format: "%" },
+        axis: { format: "%", values: [0, 0.2, 0.4, 0.6, 0.8, 1] },
         scale: { domain: [0, 1] },
         title: "accuracy",
       },
