@@ -6,8 +6,15 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { type AnyExperiment, ensureWritable, redrawAll, runMain, UserError, writeGallery } from "../mod.ts";
+import {
+  type AnyExperiment,
+  ensureWritable,
+  outFolderArgs,
+  redrawAll,
+  runMain,
+  UserError,
+  writeGallery,
+} from "../mod.ts";
 
 /** The experiment of a results file, by name: `experiments/<name>.ts`, or undefined when there is none. */
 export async function findExperiment(name: string): Promise<AnyExperiment | undefined> {
@@ -22,17 +29,11 @@ export async function findExperiment(name: string): Promise<AnyExperiment | unde
 
 if (import.meta.main) {
   await runMain(async () => {
-    let values;
-    try {
-      ({ values } = parseArgs({ args: Deno.args, options: { out: { type: "string" }, help: { type: "boolean" } } }));
-    } catch (e) {
-      throw new UserError(`${(e as Error).message}; known flags: --out, --help`);
-    }
-    if (values.help) {
-      console.log("figures: redraw every figure from its saved results\n\nusage: deno task figures [--out figures]");
-      return;
-    }
-    const out = values.out ?? "figures";
+    const out = outFolderArgs(
+      Deno.args,
+      "figures: redraw every figure from its saved results, and the gallery page\n\nusage: deno task figures [--out figures]",
+    );
+    if (out === undefined) return;
     await ensureWritable(out, "--out");
     const { written, failed } = await redrawAll(out, findExperiment);
     for (const p of written) console.log(`wrote ${p}`);

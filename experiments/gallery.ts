@@ -9,26 +9,17 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { ensureWritable, runMain, UserError, writeGallery } from "../mod.ts";
+import { ensureWritable, outFolderArgs, runMain, UserError, writeGallery } from "../mod.ts";
 
 if (import.meta.main) {
   await runMain(async () => {
-    let values;
-    try {
-      ({ values } = parseArgs({ args: Deno.args, options: { out: { type: "string" }, help: { type: "boolean" } } }));
-    } catch (e) {
-      throw new UserError(`${(e as Error).message}; known flags: --out, --help`);
-    }
-    if (values.help) {
-      console.log(
-        "gallery: one HTML page of every figure and table in a results folder\n\n" +
-          "usage: deno task gallery [--out figures]\n\n" +
-          "  --out FOLDER   the folder of *.results.json files, where index.html is written (default figures)",
-      );
-      return;
-    }
-    const out = values.out ?? "figures";
+    const out = outFolderArgs(
+      Deno.args,
+      "gallery: one HTML page of every figure and table in a results folder\n\n" +
+        "usage: deno task gallery [--out figures]\n\n" +
+        "  --out FOLDER   the folder of *.results.json files, where index.html is written (default figures)",
+    );
+    if (out === undefined) return;
     try {
       await Deno.stat(out);
     } catch {

@@ -262,6 +262,26 @@ export function fsError(err: unknown, flag: string, path: string, hint = ""): Er
 }
 
 /**
+ * The command line of a script that only reads and writes a results folder
+ * (`deno task figures`, `deno task gallery`): `--out FOLDER` (default
+ * figures) and `--help`. Returns the folder, or undefined after printing
+ * `help` for `--help`; an unknown flag is a {@link UserError}.
+ */
+export function outFolderArgs(args: string[], help: string): string | undefined {
+  let values;
+  try {
+    ({ values } = parseArgs({ args, options: { out: { type: "string" }, help: { type: "boolean" } } }));
+  } catch (e) {
+    throw new UserError(`${(e as Error).message.split("\n")[0]}; known flags: --out, --help`);
+  }
+  if (values.help) {
+    console.log(help);
+    return undefined;
+  }
+  return values.out ?? "figures";
+}
+
+/**
  * Runs an experiment's `main`, turning a {@link UserError} (or a RangeError from
  * option validation) into one line on stderr and exit code 2.
  */

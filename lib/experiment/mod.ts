@@ -9,6 +9,7 @@ export {
   type ExperimentSpec,
   fsError,
   kebab,
+  outFolderArgs,
   parseExperimentArgs,
   runMain,
 } from "./cli.ts";
