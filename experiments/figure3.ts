@@ -284,12 +284,18 @@ const EVAL_COLORS = { natural: "#1f77b4", FGSM: "#ff7f0e", PGD: "#d62728" };
 function capacityTitle(r: Results): string {
   return r.dataset === "mnist"
     ? `capacity scale (conv ${"2s"}, conv 4s, FC ${r.config.fcBase}s)`
-    : "ResNet width factor (1: simple; the paper's wide net: 10)";
+    : "ResNet width factor s (filters 16, 16s, 32s, 64s)";
 }
 
 /** Four panels: accuracy against capacity for each training method, and the final training loss. */
 export function figure(r: Results): VegaLiteSpec {
-  const x = { field: "scale", type: "quantitative", scale: { type: "log", base: 2 }, title: capacityTitle(r) };
+  const scales = scalesOf(r.config);
+  const x = {
+    field: "scale",
+    type: "quantitative",
+    scale: { type: "log", base: 2, domain: [scales[0], scales[scales.length - 1]] },
+    title: capacityTitle(r),
+  };
   const accuracy = r.cells.flatMap((c) =>
     (["natural", "FGSM", "PGD"] as const).map((e) => ({
       training: TRAINING_LABEL[c.training],
@@ -332,7 +338,7 @@ export function figure(r: Results): VegaLiteSpec {
         mark: { type: "line", point: true },
         encoding: {
           x: { ...x, axis: { values: scalesOf(r.config) } },
-          y: { field: "trainLoss", type: "quantitative", title: "training loss (on its adversary's examples)" },
+          y: { field: "trainLoss", type: "quantitative", title: "training loss" },
           color: {
             field: "training",
             type: "nominal",

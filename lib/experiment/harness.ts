@@ -530,7 +530,9 @@ function markdownOf(e: AnyExperiment, results: Results<BaseConfig, unknown>): st
   if (!missing.length) return e.table(results);
   const total = results.units!.total;
   return `> **Incomplete:** ${missing.length} of ${total} units have no result yet (${missing.join(", ")}); ` +
-    `the numbers below cover the rest. Run the missing shards, then \`deno task ${e.name} --merge\` again.\n\n` +
+    `the numbers below cover the rest. Run the missing shards, then \`${
+      results.command?.includes("--merge") ? results.command : `deno task ${e.name} --merge`
+    }\` again.\n\n` +
     e.table(results);
 }
 
