@@ -325,6 +325,7 @@ export function figure(r: Results): VegaLiteSpec {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: {
       text: `Capacity and adversarial robustness, ${DATASETS[r.dataset].title}, ε ${r.config.eps}`,
+      offset: 18,
       subtitle: `accuracy on the first ${r.config.evalExamples} test images; PGD ${r.config.evalSteps} steps of ` +
         `${r.config.evalStepSize} from a random start; preset ${r.preset}`,
     },
