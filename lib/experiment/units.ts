@@ -190,7 +190,7 @@ export async function runUnits<T>(
     if (r) results.set(key, r);
     else missing.push(key);
   }
-  return { results, missing, ran, skipped, mine: options.merge ? 0 : unitsOf(list, shard).length };
+  return { results, missing, ran, skipped, mine: mine.length };
 }
 
 /** A unit's result file, or undefined when absent or unreadable (a unit is then run again). */
