@@ -24,7 +24,6 @@ export {
   advName,
   attackSlice,
   type Check,
-  evaluateRobustness,
   modelChecks,
   outcomeChecks,
   type RobustnessInput,

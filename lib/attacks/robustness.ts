@@ -14,15 +14,7 @@ import { tf, type tfl } from "../core/tf.ts";
 import { type Dataset, gather, imageSize } from "../data/dataset.ts";
 import { crossEntropy, isCorrect } from "../nn/losses.ts";
 import { logits } from "../nn/mnist_net.ts";
-import {
-  accuracy,
-  type Attack,
-  type AttackOutcome,
-  mergeOutcomes,
-  runSuite,
-  validateAdversarial,
-  worstCase,
-} from "./suite.ts";
+import { accuracy, type Attack, type AttackOutcome, runSuite, validateAdversarial, worstCase } from "./suite.ts";
 import { writeFileAtomic } from "../core/fs.ts";
 import { AUTOATTACK_NAME } from "./autoattack.ts";
 import { pgd } from "./pgd.ts";
@@ -45,7 +37,7 @@ export interface Check {
   detail: string;
 }
 
-/** What {@link evaluateRobustness} needs. */
+/** What the robustness pieces need ({@link attackSlice}, {@link modelChecks}). */
 export interface RobustnessInput {
   /** Every model by name: the target, each row's source, and `natural`. */
   models: Record<string, tfl.LayersModel>;
@@ -69,7 +61,7 @@ export interface RobustnessInput {
   log: (message: string) => void;
 }
 
-/** What {@link evaluateRobustness} returns. */
+/** The outcomes of every row, accuracy against ε, and the checks. */
 export interface RobustnessResult {
   outcomes: AttackOutcome[];
   /** Accuracy under PGD (40 steps of 2.5ε/40) against ε, on the checks' examples; the last point is unbounded. */
@@ -375,27 +367,6 @@ export function outcomeChecks(rows: SuiteRow[], outcomes: AttackOutcome[]): Chec
     });
   }
   return checks;
-}
-
-/**
- * Runs the rows and every check in one process: {@link attackSlice} per batch,
- * {@link modelChecks}, {@link outcomeChecks} and {@link savedCheck}. (The table
- * experiments run the same pieces as units, which shards can split.)
- */
-export async function evaluateRobustness(o: RobustnessInput): Promise<RobustnessResult> {
-  const parts: SlicePart[] = [];
-  for (let s = 0; s < o.indices.length; s += o.batch) {
-    parts.push(await attackSlice({ ...o, indices: o.indices.slice(s, s + o.batch) }));
-    o.log(`attacks: ${Math.min(s + o.batch, o.indices.length)}/${o.indices.length} examples`);
-  }
-  const outcomes = mergeOutcomes(parts.map((p) => p.outcomes));
-  o.log("checks");
-  const { epsCurve, checks } = await modelChecks(o);
-  return {
-    outcomes,
-    epsCurve,
-    checks: [...checks, ...outcomeChecks(o.rows, outcomes), savedCheck(parts, o.saveDir, o.data.range)],
-  };
 }
 
 function bytesOf(a: Float32Array): Uint8Array {
