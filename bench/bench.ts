@@ -66,7 +66,7 @@ import { cifarResNet, decayedWeights, RESNET_SIMPLE } from "../lib/nn/resnet.ts"
 import { compiledReason, dnnlReason, registerNativeBackend } from "../lib/backends/native/mod.ts";
 import { tf, tfl } from "../lib/core/tf.ts";
 import { registerWasmBackend, wasmBackendDetail } from "../lib/backends/wasm/mod.ts";
-import { registerWebgpuBackend, webgpuAdapterInfo } from "../lib/backends/webgpu.ts";
+import { registerWebgpuBackend, webgpuAdapterInfo } from "../lib/backends/webgpu/mod.ts";
 
 /** One benchmarked net: how to build it, its inputs, batches, attack and optimiser. */
 export interface BenchModel {

@@ -11,7 +11,7 @@ import { relError } from "./assert.ts";
 import assert from "node:assert/strict";
 import { tf } from "../lib/core/tf.ts";
 import { mnistNet, MODEL_A } from "../lib/nn/mnist_net.ts";
-import { registerWebgpuBackend, webgpuAdapterInfo } from "../lib/backends/webgpu.ts";
+import { registerWebgpuBackend, webgpuAdapterInfo } from "../lib/backends/webgpu/mod.ts";
 
 const adapter = await webgpuAdapterInfo();
 

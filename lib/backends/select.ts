@@ -56,12 +56,15 @@ export async function useBackend(
   const skipped: string[] = [];
   let info: BackendInfo | undefined;
   if (requested === "auto" || requested === "webgpu") {
-    const { webgpuAdapterInfo, registerWebgpuBackend } = await import("./webgpu.ts");
+    const { webgpuAdapterInfo, registerWebgpuBackend, WEBGPU_KERNELS } = await import("./webgpu/mod.ts");
     const adapter = await webgpuAdapterInfo();
     const usable = adapter.available && (requested === "webgpu" || !adapter.fallback);
     if (usable) {
       await registerWebgpuBackend();
-      if (await tf.setBackend("webgpu")) info = { name: "webgpu", requested, detail: adapter.description };
+      if (await tf.setBackend("webgpu")) {
+        const kind = adapter.fallback ? " (software fallback adapter)" : "";
+        info = { name: "webgpu", requested, detail: `${adapter.description}${kind}, our ${WEBGPU_KERNELS.join(", ")}` };
+      }
     }
     if (!info) {
       const why = adapter.available ? `only a fallback adapter (${adapter.description})` : "no WebGPU adapter";

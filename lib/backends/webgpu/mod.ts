@@ -14,8 +14,8 @@
  * {@link webgpuAdapterInfo}).
  *
  * ```ts
- * import { tf } from "../core/tf.ts";
- * import { registerWebgpuBackend, webgpuAdapterInfo } from "./webgpu.ts";
+ * import { tf } from "../../core/tf.ts";
+ * import { registerWebgpuBackend, webgpuAdapterInfo } from "./mod.ts";
  * if ((await webgpuAdapterInfo()).available) {
  *   await registerWebgpuBackend();
  *   await tf.setBackend("webgpu");
@@ -24,7 +24,10 @@
  *
  * @module
  */
-import { tf } from "../core/tf.ts";
+import { tf } from "../../core/tf.ts";
+import { installKernels } from "./_install.ts";
+
+export { stockKernel, WEBGPU_KERNELS, withStockKernel } from "./_install.ts";
 
 /** What the runtime's WebGPU adapter is, if there is one. */
 export interface WebgpuAdapterInfo {
@@ -101,6 +104,7 @@ export function registerWebgpuBackend(): Promise<void> {
     setRuntimeDir();
     tf.backend(); // initialise (pin) the current or default backend first
     await import("@tensorflow/tfjs-backend-webgpu");
+    installKernels();
   })();
   return registering;
 }

@@ -1,0 +1,196 @@
+/**
+ * `Conv2DBackpropFilter` on WebGPU as an implicit GEMM with a split reduction.
+ *
+ * The filter gradient is dW[kh, kw, ci, co] = Σ_{b, oh, ow} x[b, oh·sh + kh − top, ow·sw + kw − left, ci] ·
+ * dy[b, oh, ow, co]: a product of an M × K matrix (M = kh·kw·ci rows of image patches, never written out) and a
+ * K × N one (dy, N = co), with a long reduction (K = batch · output pixels, 131,072 for the ResNet's first
+ * stage at batch 128) and a small result (2,304 weights there). TF.js's kernel runs one invocation per weight,
+ * each looping over all of K: a few thousand invocations on a GPU that holds a hundred thousand, each doing one
+ * multiply-add per two loads and an index computation.
+ *
+ * Here each invocation computes a 4 × 4 block of the result (4 input channels of one filter tap × 4 output
+ * channels: 16 multiply-adds per two 4-wide loads) over one slice of K, walking the slice's pixels with
+ * counters instead of divisions. The slices are cut so that the dispatch holds about 2¹⁶ invocations; a second
+ * pass adds the slices' partial sums in a fixed order. No atomics: the result is the same on every run.
+ *
+ * @module
+ */
+import { tf } from "../../core/tf.ts";
+import { type GpuBackend, i, program } from "./_program.ts";
+
+/** Invocations the first pass aims at (enough to fill a large GPU; the slices are at least {@link MIN_SLICE} long). */
+const TARGET_THREADS = 1 << 16;
+/** The shortest slice of the reduction one invocation takes. */
+const MIN_SLICE = 64;
+
+/** The sizes a filter gradient's shaders are specialised for. */
+export interface FilterGradShape {
+  batch: number;
+  inH: number;
+  inW: number;
+  inC: number;
+  outH: number;
+  outW: number;
+  outC: number;
+  kH: number;
+  kW: number;
+  strideH: number;
+  strideW: number;
+  padTop: number;
+  padLeft: number;
+}
+
+/** How the reduction is cut: `slices` slices of `sliceLength` (the last one shorter). */
+export function filterGradPlan(s: FilterGradShape): { tiles: number; slices: number; sliceLength: number } {
+  const tiles = s.kH * s.kW * Math.ceil(s.inC / 4) * Math.ceil(s.outC / (4 * colVecs(s)));
+  const k = s.batch * s.outH * s.outW;
+  const wanted = Math.max(1, Math.min(Math.ceil(TARGET_THREADS / tiles), Math.ceil(k / MIN_SLICE)));
+  const sliceLength = Math.ceil(k / wanted);
+  return { tiles, slices: Math.ceil(k / sliceLength), sliceLength };
+}
+
+/** Output channels per invocation: 4 · {@link colVecs} (two 4-wide loads of dy per 4-wide load of x). */
+function colVecs(s: FilterGradShape): number {
+  return s.outC > 4 ? 2 : 1;
+}
+
+/** The WGSL of the first pass: partial sums [slices, kH·kW·inC, outC]. */
+function partialCode(s: FilterGradShape, slices: number, sliceLength: number, vec4: boolean): string {
+  const cv = colVecs(s);
+  const cib = Math.ceil(s.inC / 4), cob = Math.ceil(s.outC / (4 * cv));
+  const n = s.outC, m = s.kH * s.kW * s.inC, k = s.batch * s.outH * s.outW;
+  const rows = [0, 1, 2, 3], cols = Array.from({ length: cv }, (_, c) => c);
+  // 4 consecutive channels of one pixel of x (at element e) and of dy (at element d + 4c).
+  const loadX = vec4 ? "x[e / 4]" : rows.map((j) => `select(0.0, x[e + ${j}], ci0 + ${j} < ${s.inC})`).join(", ");
+  const loadDy = (c: number) =>
+    vec4 && c === 0
+      ? "dy[d / 4]"
+      : vec4
+      ? `select(vec4<f32>(0.0), dy[d / 4 + ${c}], co0 + ${4 * c} < ${n})`
+      : rows.map((j) => `select(0.0, dy[d + ${4 * c + j}], co0 + ${4 * c + j} < ${n})`).join(", ");
+  const store = rows.map((r) =>
+    `if (ci0 + ${r} < ${s.inC}) { let row = base + ${r * n};
+      ${
+      cols.flatMap((c) =>
+        rows.map((j) =>
+          `if (co0 + ${4 * c + j} < ${n}) { result[row + co0 + ${4 * c + j}] = acc${r}_${c}.${"xyzw"[j]}; }`
+        )
+      ).join(" ")
+    }
+    }`
+  ).join("\n");
+  return `
+fn main(index : i32) {
+  if (index >= ${i(slices * cob * cib * s.kH * s.kW)}) { return; }
+  let co0 = (index % ${cob}) * ${4 * cv};
+  var t = index / ${cob};
+  let ci0 = (t % ${cib}) * 4;
+  t = t / ${cib};
+  let kw = t % ${s.kW};
+  t = t / ${s.kW};
+  let kh = t % ${s.kH};
+  let slice = t / ${s.kH};
+  let k0 = slice * ${sliceLength};
+  let k1 = min(k0 + ${sliceLength}, ${k});
+  var ow = k0 % ${s.outW};
+  var oh = (k0 / ${s.outW}) % ${s.outH};
+  var b = k0 / ${s.outW * s.outH};
+  ${rows.flatMap((r) => cols.map((c) => `var acc${r}_${c} = vec4<f32>(0.0);`)).join("\n  ")}
+  for (var kk = k0; kk < k1; kk = kk + 1) {
+    let ih = oh * ${s.strideH} + kh - ${s.padTop};
+    let iw = ow * ${s.strideW} + kw - ${s.padLeft};
+    if (ih >= 0 && ih < ${s.inH} && iw >= 0 && iw < ${s.inW}) {
+      let e = ((b * ${s.inH} + ih) * ${s.inW} + iw) * ${s.inC} + ci0;
+      let d = kk * ${n} + co0;
+      let a = vec4<f32>(${loadX});
+      ${cols.map((c) => `let g${c} = vec4<f32>(${loadDy(c)});`).join("\n      ")}
+      ${
+    rows.flatMap((r) => cols.map((c) => `acc${r}_${c} = fma(vec4<f32>(a.${"xyzw"[r]}), g${c}, acc${r}_${c});`))
+      .join("\n      ")
+  }
+    }
+    ow = ow + 1;
+    if (ow == ${s.outW}) {
+      ow = 0;
+      oh = oh + 1;
+      if (oh == ${s.outH}) { oh = 0; b = b + 1; }
+    }
+  }
+  let base = slice * ${i(m * n)} + ((kh * ${s.kW} + kw) * ${s.inC} + ci0) * ${n};
+  ${store}
+}`;
+}
+
+/** The WGSL of the second pass: the sum of the slices' partial sums, in slice order. */
+function sumCode(size: number, slices: number): string {
+  return `
+fn main(index : i32) {
+  if (index >= ${i(size)}) { return; }
+  var acc = 0.0;
+  for (var s = 0; s < ${slices}; s = s + 1) { acc = acc + partial[s * ${i(size)} + index]; }
+  result[index] = acc;
+}`;
+}
+
+/** The filter gradient of a convolution over NHWC `x` with output gradient `dy`: [kH, kW, inC, outC]. */
+export function filterGrad(
+  backend: GpuBackend,
+  x: tf.TensorInfo,
+  dy: tf.TensorInfo,
+  s: FilterGradShape,
+): tf.TensorInfo {
+  const { tiles, slices, sliceLength } = filterGradPlan(s);
+  const filterShape = [s.kH, s.kW, s.inC, s.outC];
+  const size = s.kH * s.kW * s.inC * s.outC;
+  const vec4 = s.inC % 4 === 0 && s.outC % 4 === 0;
+  const key = `filter_grad_${Object.values(s).join("_")}_${slices}_${sliceLength}_${vec4}`;
+  const first = program(
+    key,
+    ["x", "dy"],
+    slices === 1 ? filterShape : [slices, size],
+    slices * tiles,
+    partialCode(s, slices, sliceLength, vec4),
+    vec4,
+  );
+  const partial = backend.runWebGPUProgram(first, [x, dy], "float32");
+  if (slices === 1) return partial;
+  const second = program(`filter_grad_sum_${size}_${slices}`, ["partial"], filterShape, size, sumCode(size, slices));
+  const out = backend.runWebGPUProgram(second, [partial], "float32");
+  backend.disposeData(partial.dataId);
+  return out;
+}
+
+/** The `Conv2DBackpropFilter` kernel (NHWC, no dilation; anything else goes to `stock`). */
+export function conv2dBackpropFilterKernel(stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+    const a = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
+    const format = tf.backend_util.convertConv2DDataFormat(a.dataFormat);
+    if (format !== "channelsLast" || x.dtype !== "float32" || dy.dtype !== "float32") return stock(args);
+    const info = tf.backend_util.computeConv2DInfo(
+      x.shape as [number, number, number, number],
+      a.filterShape,
+      a.strides,
+      1,
+      a.pad,
+      a.dimRoundingMode,
+      false,
+      format,
+    );
+    return filterGrad(args.backend as unknown as GpuBackend, x, dy, {
+      batch: info.batchSize,
+      inH: info.inHeight,
+      inW: info.inWidth,
+      inC: info.inChannels,
+      outH: info.outHeight,
+      outW: info.outWidth,
+      outC: info.outChannels,
+      kH: info.filterHeight,
+      kW: info.filterWidth,
+      strideH: info.strideHeight,
+      strideW: info.strideWidth,
+      padTop: info.padInfo.top,
+      padLeft: info.padInfo.left,
+    });
+  };
+}

@@ -1,0 +1,52 @@
+/**
+ * Installs this folder's kernels on the registered webgpu backend in place of TF.js's (idempotently), keeping
+ * the stock ones for the cases ours do not take and for the per-kernel benchmark.
+ *
+ * @module
+ */
+import { tf } from "../../core/tf.ts";
+import { BACKEND } from "./_program.ts";
+import { conv2dBackpropFilterKernel } from "./_conv_filter_grad.ts";
+
+/** Kernel functions installed by this module, to make installation idempotent. */
+const ours = new WeakSet<tf.KernelFunc>();
+/** The stock kernel each of ours replaced, by kernel name. */
+const stock = new Map<string, tf.KernelConfig>();
+
+/** Names of the kernels ours replace or add, for the backend line. */
+export const WEBGPU_KERNELS = ["Conv2DBackpropFilter"] as const;
+
+/** The stock TF.js kernel ours replaced under `name`, if any (the benchmark times both). */
+export function stockKernel(name: string): tf.KernelConfig | undefined {
+  return stock.get(name);
+}
+
+/** Installs the kernels of this folder on the registered webgpu backend. */
+export function installKernels(): void {
+  const replace = (name: string, make: (stock: tf.KernelFunc) => tf.KernelFunc) => {
+    const old = tf.getKernel(name, BACKEND);
+    if (old && ours.has(old.kernelFunc)) return;
+    if (!old) throw new Error(`TF.js's webgpu backend has no ${name} kernel to replace`);
+    stock.set(name, old);
+    const kernelFunc = make(old.kernelFunc);
+    ours.add(kernelFunc);
+    tf.unregisterKernel(name, BACKEND);
+    tf.registerKernel({ kernelName: name, backendName: BACKEND, kernelFunc, setupFunc: old.setupFunc });
+  };
+  replace("Conv2DBackpropFilter", conv2dBackpropFilterKernel);
+}
+
+/** Runs `f` with the stock kernel registered under `name` instead of ours (for A/B timing), then ours again. */
+export async function withStockKernel<T>(name: string, f: () => Promise<T>): Promise<T> {
+  const old = stock.get(name);
+  const current = tf.getKernel(name, BACKEND);
+  if (!old || !current) throw new Error(`no stock ${name} kernel kept for webgpu`);
+  tf.unregisterKernel(name, BACKEND);
+  tf.registerKernel(old);
+  try {
+    return await f();
+  } finally {
+    tf.unregisterKernel(name, BACKEND);
+    tf.registerKernel(current);
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * Our WebGPU kernels (lib/backends/webgpu/) against the reference `cpu` backend, on odd shapes: strides 1
+ * and 2, SAME and VALID padding, batch 1, channel counts that are not multiples of 4; and one ResNet training
+ * step's parameter gradients. Skipped where no WebGPU adapter exists; in CI they run on Mesa's software
+ * adapter (lavapipe), which `.ci/run` installs.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { relError } from "./assert.ts";
+import { tf } from "../lib/core/tf.ts";
+import { registerWebgpuBackend, webgpuAdapterInfo, withStockKernel } from "../lib/backends/webgpu/mod.ts";
+import { cifarResNet, type ResNetShape } from "../lib/nn/resnet.ts";
+
+const adapter = await webgpuAdapterInfo();
+if (adapter.available) await registerWebgpuBackend();
+
+/** A WebGPU test: skipped without an adapter; the device and its pipeline caches outlive the test. */
+function gpuTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, ignore: !adapter.available, sanitizeResources: false, sanitizeOps: false, fn });
+}
+
+/** The outputs of `f` on `backend` (tidied; read asynchronously, as WebGPU needs). */
+async function outputsOn(backend: string, f: () => tf.Tensor[]): Promise<Float32Array[]> {
+  assert.ok(await tf.setBackend(backend), `backend ${backend} failed to initialise`);
+  const outs = tf.tidy(f);
+  const data = await Promise.all(outs.map((t) => t.data() as Promise<Float32Array>));
+  tf.dispose(outs);
+  return data;
+}
+
+/** Relative errors of `f`'s outputs on webgpu against cpu (cpu first: moving a tensor off webgpu needs a sync read). */
+async function webgpuErrors(f: () => tf.Tensor[]): Promise<number[]> {
+  const previous = tf.getBackend();
+  try {
+    const want = await outputsOn("cpu", f);
+    const got = await outputsOn("webgpu", f);
+    return got.map((g, i) => relError(g, want[i]));
+  } finally {
+    await tf.setBackend(previous);
+  }
+}
+
+type Pad = "same" | "valid";
+/** [x shape, filter shape, stride, padding]: odd sizes, batch 1, channels not multiples of 4, strides 1 and 2. */
+const CONV_CASES: [[number, number, number, number], [number, number, number, number], number, Pad][] = [
+  [[3, 7, 9, 5], [3, 3, 5, 6], 1, "same"],
+  [[1, 9, 8, 3], [3, 3, 3, 7], 2, "same"],
+  [[2, 9, 8, 8], [3, 3, 8, 12], 2, "same"],
+  [[1, 6, 7, 3], [5, 5, 3, 2], 1, "valid"],
+  [[2, 11, 11, 6], [3, 3, 6, 5], 2, "valid"],
+  [[4, 10, 10, 16], [1, 1, 16, 32], 2, "valid"],
+  [[2, 8, 8, 16], [3, 3, 16, 16], 1, "same"],
+  [[1, 28, 28, 1], [5, 5, 1, 32], 1, "same"],
+];
+
+const seeded = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, "float32", seed);
+
+gpuTest("webgpu Conv2DBackpropFilter matches cpu on odd shapes, strides 1 and 2, SAME and VALID", async () => {
+  for (const [xs, fs, stride, pad] of CONV_CASES) {
+    const [err] = await webgpuErrors(() => {
+      const x = seeded(xs, 1);
+      const dy = seeded(tf.conv2d(x as tf.Tensor4D, seeded(fs, 2) as tf.Tensor4D, stride, pad).shape, 3);
+      return [filterGradOf(x, dy, fs, stride, pad)];
+    });
+    assert.ok(err <= 1e-5, `x ${xs}, filter ${fs}, stride ${stride}, ${pad}: relative error ${err}`);
+  }
+});
+
+gpuTest("webgpu Conv2DBackpropFilter is deterministic and agrees with TF.js's own kernel", async () => {
+  await tf.setBackend("webgpu");
+  const x = seeded([5, 16, 16, 8], 4);
+  const dy = seeded([5, 8, 8, 12], 5);
+  const run = () => filterGradOf(x, dy, [3, 3, 8, 12], 2, "same").data() as Promise<Float32Array>;
+  const [a, b] = [await run(), await run()];
+  assert.deepEqual(a, b, "two runs differ");
+  const stock = await withStockKernel("Conv2DBackpropFilter", run);
+  assert.ok(relError(a, stock) <= 1e-5, `against TF.js's kernel: ${relError(a, stock)}`);
+  tf.dispose([x, dy]);
+});
+
+/** TF.js's filter gradient op (the kernel registered under Conv2DBackpropFilter). */
+function filterGradOf(x: tf.Tensor, dy: tf.Tensor, filterShape: number[], stride: number, pad: Pad): tf.Tensor {
+  return tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, {
+    strides: [stride, stride],
+    pad,
+    dataFormat: "NHWC",
+    dimRoundingMode: undefined,
+    filterShape,
+  } as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
+/** A small ResNet of the paper's shape (pre-activation units, strides 1, 2, 2; one unit per stage). */
+const SMALL_RESNET: ResNetShape = { filters: [8, 8, 12, 16], units: 1 };
+
+gpuTest("one ResNet training step's parameter gradients on webgpu match cpu", async () => {
+  const model = cifarResNet(SMALL_RESNET, 3);
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  try {
+    const errors = await webgpuErrors(() => {
+      const x = tf.randomUniform([3, 32, 32, 3], 0, 255, "float32", 6);
+      const y = tf.oneHot(tf.tensor1d([1, 4, 9], "int32"), 10);
+      const { value, grads } = tf.variableGrads(
+        () => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar,
+        vars,
+      );
+      return [value, ...vars.map((v) => grads[v.name])];
+    });
+    const worst = Math.max(...errors);
+    assert.ok(worst <= 1e-3, `loss and ${vars.length} gradients: worst relative error ${worst}`);
+  } finally {
+    model.dispose();
+  }
+});
