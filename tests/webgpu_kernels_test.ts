@@ -8,38 +8,10 @@
  */
 import assert from "node:assert/strict";
 import { relError } from "./assert.ts";
+import { gpuTest, webgpuErrors } from "./fixtures/webgpu.ts";
 import { tf } from "../lib/core/tf.ts";
-import { registerWebgpuBackend, webgpuAdapterInfo, withStockKernel } from "../lib/backends/webgpu/mod.ts";
+import { withStockKernel } from "../lib/backends/webgpu/mod.ts";
 import { cifarResNet, type ResNetShape } from "../lib/nn/resnet.ts";
-
-const adapter = await webgpuAdapterInfo();
-if (adapter.available) await registerWebgpuBackend();
-
-/** A WebGPU test: skipped without an adapter; the device and its pipeline caches outlive the test. */
-function gpuTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({ name, ignore: !adapter.available, sanitizeResources: false, sanitizeOps: false, fn });
-}
-
-/** The outputs of `f` on `backend` (tidied; read asynchronously, as WebGPU needs). */
-async function outputsOn(backend: string, f: () => tf.Tensor[]): Promise<Float32Array[]> {
-  assert.ok(await tf.setBackend(backend), `backend ${backend} failed to initialise`);
-  const outs = tf.tidy(f);
-  const data = await Promise.all(outs.map((t) => t.data() as Promise<Float32Array>));
-  tf.dispose(outs);
-  return data;
-}
-
-/** Relative errors of `f`'s outputs on webgpu against cpu (cpu first: moving a tensor off webgpu needs a sync read). */
-async function webgpuErrors(f: () => tf.Tensor[]): Promise<number[]> {
-  const previous = tf.getBackend();
-  try {
-    const want = await outputsOn("cpu", f);
-    const got = await outputsOn("webgpu", f);
-    return got.map((g, i) => relError(g, want[i]));
-  } finally {
-    await tf.setBackend(previous);
-  }
-}
 
 type Pad = "same" | "valid";
 /** [x shape, filter shape, stride, padding]: odd sizes, batch 1, channels not multiples of 4, strides 1 and 2. */

@@ -7,14 +7,23 @@
 import { tf } from "../../core/tf.ts";
 import { BACKEND } from "./_program.ts";
 import { conv2dBackpropFilterKernel } from "./_conv_filter_grad.ts";
+import { BATCHNORM_KERNELS } from "./_batchnorm.ts";
+import { UPDATE_KERNELS } from "./_updates.ts";
 
 /** Kernel functions installed by this module, to make installation idempotent. */
 const ours = new WeakSet<tf.KernelFunc>();
 /** The stock kernel each of ours replaced, by kernel name. */
 const stock = new Map<string, tf.KernelConfig>();
 
+/** TF.js kernels ours replace (the stock ones are kept). */
+const REPLACED: [string, (stock: tf.KernelFunc) => tf.KernelFunc][] = [
+  ["Conv2DBackpropFilter", conv2dBackpropFilterKernel],
+];
+/** Kernels only this library has (lib/backends/kernel_names.ts). */
+const ADDED: [string, tf.KernelFunc][] = [...BATCHNORM_KERNELS, ...UPDATE_KERNELS];
+
 /** Names of the kernels ours replace or add, for the backend line. */
-export const WEBGPU_KERNELS = ["Conv2DBackpropFilter"] as const;
+export const WEBGPU_KERNELS: readonly string[] = [...REPLACED, ...ADDED].map(([name]) => name);
 
 /** The stock TF.js kernel ours replaced under `name`, if any (the benchmark times both). */
 export function stockKernel(name: string): tf.KernelConfig | undefined {
@@ -33,7 +42,14 @@ export function installKernels(): void {
     tf.unregisterKernel(name, BACKEND);
     tf.registerKernel({ kernelName: name, backendName: BACKEND, kernelFunc, setupFunc: old.setupFunc });
   };
-  replace("Conv2DBackpropFilter", conv2dBackpropFilterKernel);
+  for (const [name, make] of REPLACED) replace(name, make);
+  for (const [name, kernelFunc] of ADDED) {
+    const old = tf.getKernel(name, BACKEND);
+    if (old && ours.has(old.kernelFunc)) continue;
+    if (old) tf.unregisterKernel(name, BACKEND);
+    ours.add(kernelFunc);
+    tf.registerKernel({ kernelName: name, backendName: BACKEND, kernelFunc });
+  }
 }
 
 /** Runs `f` with the stock kernel registered under `name` instead of ours (for A/B timing), then ours again. */
