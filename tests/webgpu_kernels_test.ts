@@ -39,6 +39,19 @@ gpuTest("webgpu Conv2DBackpropFilter matches cpu on odd shapes, strides 1 and 2,
   }
 });
 
+gpuTest("webgpu Conv2D and Conv2DBackpropInput match cpu on odd shapes, strides 1 and 2, SAME and VALID", async () => {
+  for (const [xs, fs, stride, pad] of CONV_CASES) {
+    const [forward, dx] = await webgpuErrors(() => {
+      const x = seeded(xs, 1), w = seeded(fs, 2);
+      const y = tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, pad);
+      const dy = seeded(y.shape, 3);
+      return [y, tf.conv2dTranspose(dy as tf.Tensor4D, w as tf.Tensor4D, xs, stride, pad)];
+    });
+    assert.ok(forward <= 1e-5, `x ${xs}, filter ${fs}, stride ${stride}, ${pad}: forward relative error ${forward}`);
+    assert.ok(dx <= 1e-5, `x ${xs}, filter ${fs}, stride ${stride}, ${pad}: input gradient relative error ${dx}`);
+  }
+});
+
 gpuTest("webgpu Conv2DBackpropFilter is deterministic and agrees with TF.js's own kernel", async () => {
   await tf.setBackend("webgpu");
   const x = seeded([5, 16, 16, 8], 4);

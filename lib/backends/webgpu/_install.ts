@@ -7,6 +7,7 @@
 import { tf } from "../../core/tf.ts";
 import { BACKEND } from "./_program.ts";
 import { conv2dBackpropFilterKernel } from "./_conv_filter_grad.ts";
+import { conv2dBackpropInputKernel, conv2dKernel } from "./_conv.ts";
 import { BATCHNORM_KERNELS } from "./_batchnorm.ts";
 import { UPDATE_KERNELS } from "./_updates.ts";
 
@@ -17,6 +18,8 @@ const stock = new Map<string, tf.KernelConfig>();
 
 /** TF.js kernels ours replace (the stock ones are kept). */
 const REPLACED: [string, (stock: tf.KernelFunc) => tf.KernelFunc][] = [
+  ["Conv2D", conv2dKernel],
+  ["Conv2DBackpropInput", conv2dBackpropInputKernel],
   ["Conv2DBackpropFilter", conv2dBackpropFilterKernel],
 ];
 /** Kernels only this library has (lib/backends/kernel_names.ts). */
