@@ -55,7 +55,7 @@ const XYZW = "xyzw";
 /** WGSL of the forward convolution: [batch, outH, outW, outC]. */
 function forwardCode(s: ConvShape, vec4: boolean): string {
   const cv = s.outC > 4 ? 2 : 1; // 4-wide column groups of output channels per invocation
-  const cob = Math.ceil(s.outC / (4 * cv)), cib = Math.ceil(s.inC / 4), pw = Math.ceil(s.outW / PIXELS);
+  const cob = Math.ceil(s.outC / (4 * cv)), pw = Math.ceil(s.outW / PIXELS);
   const cols = Array.from({ length: cv }, (_, c) => c);
   const threads = s.batch * s.outH * pw * cob;
   const wRow = (r: number, c: number) =>
