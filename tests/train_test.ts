@@ -91,18 +91,18 @@ Deno.test("a truncated checkpoint is a clear error, left in place", async () => 
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("a training step leaks no tensors and lowers the loss on its batch", () => {
+Deno.test("a training step leaks no tensors and lowers the loss on its batch", async () => {
   const m = mnistNet(capacityShape(2), 1);
   const opt = new Adam(trainableVariables(m), 1e-3);
   const { x, y } = slice(data, 0, 20);
   const rng = new Rng(0);
-  trainStep(m, opt, CONFIG, x, y, rng); // creates the optimiser's slots
+  await trainStep(m, opt, CONFIG, x, y, rng); // creates the optimiser's slots
   const before = tf.memory().numTensors;
-  for (const method of ["natural", "fgsm", "pgd"] as const) trainStep(m, opt, { ...CONFIG, method }, x, y, rng);
+  for (const method of ["natural", "fgsm", "pgd"] as const) await trainStep(m, opt, { ...CONFIG, method }, x, y, rng);
   assertEquals(tf.memory().numTensors, before);
-  const first = trainStep(m, opt, { ...CONFIG, method: "natural" }, x, y, rng).loss;
-  for (let i = 0; i < 5; i++) trainStep(m, opt, { ...CONFIG, method: "natural" }, x, y, rng);
-  assert(trainStep(m, opt, { ...CONFIG, method: "natural" }, x, y, rng).loss < first);
+  const first = (await trainStep(m, opt, { ...CONFIG, method: "natural" }, x, y, rng)).loss;
+  for (let i = 0; i < 5; i++) await trainStep(m, opt, { ...CONFIG, method: "natural" }, x, y, rng);
+  assert((await trainStep(m, opt, { ...CONFIG, method: "natural" }, x, y, rng)).loss < first);
   tf.dispose([x, y]);
   opt.dispose();
   m.dispose();
@@ -259,7 +259,7 @@ function allWeights(m: tfl.LayersModel): Float32Array[] {
   return m.weights.map((w) => (w.read().dataSync() as Float32Array).slice());
 }
 
-Deno.test("attackBn train: the training adversary attacks with batch statistics, and leaves only the step's own update", () => {
+Deno.test("attackBn train: the training adversary attacks with batch statistics, and leaves only the step's own update", async () => {
   const { x, y } = cifarBatch();
   const adversary = (bnMode: "train" | "inference"): PgdOptions => ({
     eps: 8,
@@ -283,7 +283,7 @@ Deno.test("attackBn train: the training adversary attacks with batch statistics,
     );
     const m = tinyResNet(1);
     const opt = new Momentum(trainableVariables(m), 0.01, 0.9, 0, m.trainableWeights.map(() => false));
-    const got = trainStep(m, opt, { ...RESNET_CONFIG, attackBn }, x, y, new Rng(5), [0, 255]).loss;
+    const got = (await trainStep(m, opt, { ...RESNET_CONFIG, attackBn }, x, y, new Rng(5), [0, 255])).loss;
     assert(Math.abs(got - want) < 1e-5, `attackBn ${attackBn}: training loss ${got}, expected ${want}`);
     // The running statistics moved once, by the training pass on the adversary's examples: the attack left no trace.
     const stats = (mm: tfl.LayersModel) => mm.nonTrainableWeights.map((w) => w.read().dataSync());
@@ -419,7 +419,7 @@ Deno.test("PGD training gains robustness: same start and steps as natural traini
       const rng = new Rng(c.seed);
       for (let step = 0; step < 20; step++) {
         const { x, y } = gather(train, batchIndices(c, train.n, step));
-        trainStep(m, opt, c, x, y, rng);
+        await trainStep(m, opt, c, x, y, rng);
         tf.dispose([x, y]);
       }
       const acc = await evaluate(m, test, { attack: { eps: 0.1, steps: 10, stepSize: 0.025, seed: 1 } });

@@ -61,13 +61,17 @@ export function squareSide(p: number, h: number, w: number): number {
   return Math.min(Math.max(Math.round(Math.sqrt(p * h * w)), 1), Math.min(h, w) - 1);
 }
 
-/** Logits of a scorer, as numbers: [n·k]. */
-function score(f: Scorer, x: Float32Array, shape: number[]): Float32Array {
-  return tf.tidy(() => {
+/** Logits of a scorer, as numbers: [n·k] (read asynchronously: WebGPU has no synchronous read in Deno). */
+async function score(f: Scorer, x: Float32Array, shape: number[]): Promise<Float32Array> {
+  const z = tf.tidy(() => {
     const v = tf.tensor4d(x, shape as [number, number, number, number]);
-    const z = typeof f === "function" ? f(v) : logits(f, v);
-    return z.dataSync() as Float32Array;
+    return typeof f === "function" ? f(v) : logits(f, v);
   });
+  try {
+    return await z.data() as Float32Array;
+  } finally {
+    z.dispose();
+  }
 }
 
 /** Margin z_y − max_{j≠y} z_j and correctness (the first largest logit is y) of row i of logits [n·k]. */
@@ -112,7 +116,7 @@ export async function square(f: Scorer, x: tf.Tensor4D, y: tf.Tensor1D, options:
   const labels = Int32Array.from(await y.data());
   const clip = (v: number) => Math.min(hi, Math.max(lo, v));
 
-  const z0 = score(f, clean, x.shape);
+  const z0 = await score(f, clean, x.shape);
   const k = z0.length / n;
   const robust = new Array<boolean>(n), margin = new Float32Array(n);
   for (let i = 0; i < n; i++) ({ margin: margin[i], correct: robust[i] } = marginOf(z0, i, k, labels[i]));
@@ -127,8 +131,8 @@ export async function square(f: Scorer, x: tf.Tensor4D, y: tf.Tensor1D, options:
     return batch;
   };
   // Scores the candidates of examples `ix`; keeps each that lowers the margin or breaks the example (any, with `take`).
-  const evaluate = (ix: number[], batch: Float32Array, take = false) => {
-    const z = score(f, batch, [ix.length, h, w, c]);
+  const evaluate = async (ix: number[], batch: Float32Array, take = false) => {
+    const z = await score(f, batch, [ix.length, h, w, c]);
     ix.forEach((i, b) => {
       queries[i]++;
       const m = marginOf(z, b, k, labels[i]);
@@ -144,7 +148,7 @@ export async function square(f: Scorer, x: tf.Tensor4D, y: tf.Tensor1D, options:
       const signs = Float32Array.from({ length: w * c }, () => rng.next() < 0.5 ? -eps : eps);
       for (let p = 0; p < size; p++) out[p] = clip(clean[i * size + p] + signs[p % (w * c)]);
     });
-    evaluate(active, start, true); // the stripes are the first point, whatever their margin
+    await evaluate(active, start, true); // the stripes are the first point, whatever their margin
   }
 
   for (let it = 0; it < budget - 1; it++) {
@@ -170,7 +174,7 @@ export async function square(f: Scorer, x: tf.Tensor4D, y: tf.Tensor1D, options:
         if (changed) break;
       }
     });
-    evaluate(active, batch);
+    await evaluate(active, batch);
   }
   return { adv: tf.tensor4d(best, x.shape), robust, queries, margin };
 }

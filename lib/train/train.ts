@@ -237,7 +237,7 @@ function makeOptimizer(c: TrainConfig, model: tfl.LayersModel): Optimizer {
  * the mean cross-entropy of those examples in training mode (which updates the
  * running statistics once). Returns the loss and the accuracy on them.
  */
-export function trainStep(
+export async function trainStep(
   model: tfl.LayersModel,
   optimizer: Optimizer,
   c: TrainConfig,
@@ -246,7 +246,7 @@ export function trainStep(
   rng: Rng,
   range: [number, number] = [0, 1],
   step = Infinity,
-): { loss: number; accuracy: number } {
+): Promise<{ loss: number; accuracy: number }> {
   const xTrain = c.method === "natural" ? x : perturb(model, x, y, {
     eps: trainingEps(c, step),
     steps: c.method === "fgsm" ? 1 : c.attackSteps,
@@ -264,10 +264,12 @@ export function trainStep(
     return crossEntropy(z, y).mean() as tf.Scalar;
   }, vars);
   optimizer.apply(vars.map((v) => grads[v.name]));
-  const loss = value.dataSync()[0];
-  const accuracy = tf.tidy(() => correct!.cast("float32").mean().dataSync()[0]);
-  tf.dispose([value, correct!, ...Object.values(grads)]);
+  const meanCorrect = tf.tidy(() => correct!.cast("float32").mean());
+  tf.dispose([correct!, ...Object.values(grads)]);
   if (xTrain !== x) xTrain.dispose();
+  // Asynchronous reads: WebGPU has no synchronous one in Deno (and a GPU need not stall the thread).
+  const [loss, accuracy] = await Promise.all([value.data(), meanCorrect.data()]).then((d) => d.map((v) => v[0]));
+  tf.dispose([value, meanCorrect]);
   return { loss, accuracy };
 }
 
@@ -421,11 +423,11 @@ async function trainFrom(
     const indices = batchIndices(config, n, step);
     let { x, y } = gather(data, indices);
     if (config.augment) {
-      const augmented = augmentBatch(x.dataSync() as Float32Array, indices.length, data.shape, rng);
+      const augmented = augmentBatch(await x.data() as Float32Array, indices.length, data.shape, rng);
       x.dispose();
       x = tf.tensor4d(augmented, [indices.length, ...data.shape]);
     }
-    const { loss, accuracy } = trainStep(model, optimizer, config, x, y, rng, data.range, step);
+    const { loss, accuracy } = await trainStep(model, optimizer, config, x, y, rng, data.range, step);
     x.dispose();
     y.dispose();
     check(Number.isFinite(loss), `training diverged at step ${step}: loss is ${loss}; try a lower lr`);
