@@ -63,7 +63,11 @@ export async function useBackend(
       await registerWebgpuBackend();
       if (await tf.setBackend("webgpu")) {
         const kind = adapter.fallback ? " (software fallback adapter)" : "";
-        info = { name: "webgpu", requested, detail: `${adapter.description}${kind}, our ${WEBGPU_KERNELS.join(", ")}` };
+        info = {
+          name: "webgpu",
+          requested,
+          detail: `${adapter.description}${kind}; our kernels: ${WEBGPU_KERNELS.join(", ")}`,
+        };
       }
     }
     if (!info) {
