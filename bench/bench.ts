@@ -65,8 +65,14 @@ import { Adam, Momentum, type Optimizer } from "../lib/train/optim.ts";
 import { cifarResNet, decayedWeights, RESNET_SIMPLE } from "../lib/nn/resnet.ts";
 import { compiledReason, dnnlReason, registerNativeBackend } from "../lib/backends/native/mod.ts";
 import { tf, tfl } from "../lib/core/tf.ts";
+import { signStep } from "../lib/attacks/pgd.ts";
 import { registerWasmBackend, wasmBackendDetail } from "../lib/backends/wasm/mod.ts";
-import { registerWebgpuBackend, webgpuAdapterInfo } from "../lib/backends/webgpu/mod.ts";
+import {
+  registerWebgpuBackend,
+  WEBGPU_KERNELS,
+  webgpuAdapterInfo,
+  withStockKernels,
+} from "../lib/backends/webgpu/mod.ts";
 
 /** One benchmarked net: how to build it, its inputs, batches, attack and optimiser. */
 export interface BenchModel {
@@ -123,6 +129,10 @@ export interface Config {
   rounds: number; // rounds of the peer comparison
   peerThreads: number; // torch threads of the peer
   webgpuNamed: boolean; // --backend named webgpu (then a software adapter is measured too)
+  kernels: boolean; // per-kernel mode: our WebGPU kernels against TF.js's, alternating
+  stock: boolean; // webgpu with TF.js's own kernels only (the "before" of our kernels)
+  batch?: number; // --kernels: one batch for every case instead of the models' batches
+  only?: RegExp; // --kernels: only the cases whose "model name" matches
 }
 
 const BACKENDS = ["native", "cpu", "wasm", "webgpu"] as const;
@@ -138,6 +148,8 @@ export const DEFAULTS: Config = {
   rounds: 2,
   peerThreads: 2,
   webgpuNamed: false,
+  kernels: false,
+  stock: false,
 };
 
 /** One JSON line of output. */
@@ -178,6 +190,13 @@ const USAGE = `usage: deno task bench [options]
                                   ratios of the medians (needs --allow-run and python3-torch)
   --rounds N                      rounds of --peer (default 2)
   --peer-threads N                torch threads of the peer (default 2)
+  --kernels                       with --backend webgpu: each of our WebGPU kernels against TF.js's own at
+                                  the ResNet's and model A's shapes, then whole training and PGD steps,
+                                  alternating ours and stock --rounds times (default 2) in one process;
+                                  one JSON line per case (ours_ms, stock_ms, speedup)
+  --batch N                       with --kernels: batch N for every case (default: 128 ResNet, 50/100 model A)
+  --only REGEX                    with --kernels: only the cases whose "model case" matches
+  --stock                         with --backend webgpu: measure with TF.js's own kernels only
   --help                          this text
 
 Prints one JSON line per backend and net: img/s of forward, PGD step and
@@ -197,6 +216,10 @@ function parse(args: string[]): Config | "help" {
       peer: { type: "boolean" },
       rounds: { type: "string" },
       "peer-threads": { type: "string" },
+      kernels: { type: "boolean" },
+      batch: { type: "string" },
+      only: { type: "string" },
+      stock: { type: "boolean" },
       help: { type: "boolean" },
     },
   });
@@ -241,10 +264,24 @@ function parse(args: string[]): Config | "help" {
   };
   config.rounds = count("rounds", values.rounds, config.rounds);
   config.peerThreads = count("peer-threads", values["peer-threads"], config.peerThreads);
+  config.kernels = values.kernels ?? false;
+  config.stock = values.stock ?? false;
   if (config.peer && config.memorySteps > 0) throw new Error("--memory-steps does not apply with --peer");
-  if (!config.peer && (values.rounds !== undefined || values["peer-threads"] !== undefined)) {
-    throw new Error("--rounds and --peer-threads only apply with --peer");
+  if (!config.peer && values["peer-threads"] !== undefined) throw new Error("--peer-threads only applies with --peer");
+  if (!config.peer && !config.kernels && values.rounds !== undefined) {
+    throw new Error("--rounds only applies with --peer or --kernels");
   }
+  if (config.kernels || config.stock) {
+    const flag = config.kernels ? "--kernels" : "--stock";
+    if (config.backends.join() !== "webgpu") throw new Error(`${flag} needs --backend webgpu`);
+    if (config.peer) throw new Error(`${flag} does not apply with --peer`);
+    if (config.kernels && config.stock) throw new Error("--kernels already times the stock kernels; drop --stock");
+  }
+  if (!config.kernels && (values.batch !== undefined || values.only !== undefined)) {
+    throw new Error("--batch and --only only apply with --kernels");
+  }
+  if (values.batch !== undefined) config.batch = count("batch", values.batch, 0);
+  if (values.only !== undefined) config.only = new RegExp(values.only);
   return config;
 }
 
@@ -282,7 +319,8 @@ function oneHot(batch: number, seed: number): tf.Tensor2D {
   return tf.tidy(() => tf.oneHot(tf.randomUniform([batch], 0, 10, "int32", seed), 10) as tf.Tensor2D);
 }
 
-async function useBench(backend: Backend, config: Config): Promise<void> {
+/** Makes `backend` current; returns what it runs on (for webgpu, the adapter). */
+async function useBench(backend: Backend, config: Config): Promise<string> {
   if (backend === "native") {
     const r = await registerNativeBackend();
     if (!r.ok) throw new Error(`native backend cannot load: ${r.reason}`);
@@ -297,12 +335,19 @@ async function useBench(backend: Backend, config: Config): Promise<void> {
     if (adapter.fallback && !config.webgpuNamed) {
       throw new Error(`only a software adapter (${adapter.description}); name --backend webgpu to measure it anyway`);
     }
-    console.error(`webgpu: ${adapter.description}${adapter.fallback ? " (a software fallback adapter)" : ""}`);
+    const kernels = config.stock ? "TF.js's own kernels" : `our kernels: ${WEBGPU_KERNELS.join(", ")}`;
+    console.error(
+      `webgpu: ${adapter.description}${adapter.fallback ? " (a software fallback adapter)" : ""}; ${kernels}`,
+    );
     await registerWebgpuBackend();
+    if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} failed to start`);
+    await tf.ready();
+    return adapter.description;
   }
   if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} failed to start`);
   await tf.ready();
   if (backend === "wasm") console.error(`wasm: ${wasmBackendDetail()}`);
+  return backend;
 }
 
 async function measure(backend: Backend, spec: BenchModel, config: Config): Promise<BenchResult> {
@@ -317,8 +362,6 @@ async function measure(backend: Backend, spec: BenchModel, config: Config): Prom
   const yp = oneHot(spec.pgdBatch, s + 3);
   const xt = images(spec.trainBatch, s + 4);
   const yt = oneHot(spec.trainBatch, s + 5);
-  const lower = tf.clipByValue(tf.sub(x0, spec.eps), lo, hi);
-  const upper = tf.clipByValue(tf.add(x0, spec.eps), lo, hi);
 
   const logitsOf = (x: tf.Tensor, training: boolean) => model.apply(x, { training }) as tf.Tensor2D;
   const summedCE = (x: tf.Tensor) => tf.neg(tf.sum(tf.mul(yp, tf.logSoftmax(logitsOf(x, false))))) as tf.Scalar;
@@ -327,11 +370,8 @@ async function measure(backend: Backend, spec: BenchModel, config: Config): Prom
 
   const forward = () => tf.tidy(() => logitsOf(xf, false));
   const pgdStep = () => {
-    const next = tf.tidy(() => {
-      const g = inputGrad(xAdv);
-      const stepped = tf.add(xAdv, tf.mul(spec.stepSize, tf.sign(g)));
-      return tf.minimum(tf.maximum(stepped, lower), upper);
-    });
+    // The library's update (our kernel where the backend has one): the sign step, projected and clipped.
+    const next = tf.tidy(() => signStep(xAdv, inputGrad(xAdv), x0, spec.stepSize, spec.eps, spec.range));
     xAdv.dispose();
     xAdv = next;
     return tf.sum(next);
@@ -393,7 +433,7 @@ async function measure(backend: Backend, spec: BenchModel, config: Config): Prom
       num_tensors_growth: tf.memory().numTensors - tensors,
     };
   }
-  tf.dispose([xf, x0, yp, xt, yt, lower, upper, xAdv]);
+  tf.dispose([xf, x0, yp, xt, yt, xAdv]);
   optimizer.dispose();
   model.dispose();
   return result;
@@ -572,13 +612,26 @@ export async function main(args: string[]): Promise<void> {
   }
   let measured = 0;
   for (const backend of config.backends) {
+    let adapter: string;
     try {
-      await useBench(backend, config);
+      adapter = await useBench(backend, config);
     } catch (err) {
       console.error(`${backend}: skipped (${err instanceof Error ? err.message : err})`);
       continue;
     }
-    for (const name of config.models) console.log(JSON.stringify(await measure(backend, MODELS[name], config)));
+    if (config.kernels) {
+      const { kernelMode } = await import("./webgpu_kernels.ts");
+      await kernelMode(adapter, { rounds: config.rounds, batch: config.batch, only: config.only });
+    } else if (config.stock) {
+      await withStockKernels(WEBGPU_KERNELS, async () => {
+        for (const name of config.models) {
+          const r = await measure(backend, MODELS[name], config);
+          console.log(JSON.stringify({ ...r, kernels: "stock" }));
+        }
+      });
+    } else {
+      for (const name of config.models) console.log(JSON.stringify(await measure(backend, MODELS[name], config)));
+    }
     measured++;
   }
   if (measured === 0) Deno.exit(1);

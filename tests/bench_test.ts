@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { DENO } from "./assert.ts";
 import { fileURLToPath } from "node:url";
 import { loadBlas } from "../lib/backends/native/_blas.ts";
+import { adapter } from "./fixtures/webgpu.ts";
 
 const bench = fileURLToPath(new URL("../bench/bench.ts", import.meta.url));
 const config = fileURLToPath(new URL("../deno.json", import.meta.url));
@@ -61,7 +62,10 @@ Deno.test("bench: a bad flag is an error naming it (then the usage), exit code 2
       [["--model", "resnet50"], "--model must be one of mnist_a, cifar_resnet"],
       [["--backend", "tpu"], "--backend must be one of"],
       [["--seconds", "0"], "--seconds must be a positive number"],
-      [["--rounds", "2"], "--rounds and --peer-threads only apply with --peer"],
+      [["--rounds", "2"], "--rounds only applies with --peer or --kernels"],
+      [["--kernels"], "--kernels needs --backend webgpu"],
+      [["--backend", "native", "--stock"], "--stock needs --backend webgpu"],
+      [["--batch", "4"], "--batch and --only only apply with --kernels"],
       [["--memory-steps", "1.5"], "--memory-steps must be a whole number"],
     ] as const
   ) {
@@ -70,4 +74,36 @@ Deno.test("bench: a bad flag is an error naming it (then the usage), exit code 2
     assert.ok(r.stderr.split("\n")[0].includes(says), `${args.join(" ")}: ${r.stderr.split("\n")[0]}`);
     assert.equal(r.stdout, "");
   }
+});
+
+Deno.test({
+  name: "bench --backend webgpu --kernels: one line per case, ours and TF.js's timed, every kernel of ours covered",
+  ignore: !adapter.available,
+  fn: async () => {
+    const r = await run(["--backend", "webgpu", "--kernels", "--batch", "2", "--rounds", "1"]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    for (const l of lines) {
+      assert.ok(l.ours_ms > 0 && l.stock_ms > 0 && l.speedup > 0, JSON.stringify(l));
+      assert.equal(l.backend, "webgpu");
+    }
+    const cases = new Set(lines.map((l) => `${l.model} ${l.case}`));
+    for (const c of ["Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "training step", "PGD step"]) {
+      assert.ok(cases.has(`cifar_resnet ${c}`) && cases.has(`mnist_a ${c}`), `${c} missing: ${[...cases]}`);
+    }
+    assert.ok(r.stderr.includes("our kernels: Conv2D"), r.stderr);
+  },
+});
+
+Deno.test({
+  name: "bench --backend webgpu --stock: the models' line with TF.js's own kernels",
+  ignore: !adapter.available,
+  fn: async () => {
+    const r = await run(["--backend", "webgpu", "--stock", "--model", "mnist_a", "--seconds", "0.01"]);
+    assert.equal(r.code, 0, r.stderr);
+    const [line] = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(line.kernels, "stock");
+    for (const k of ["forward", "pgd_step", "train"]) assert.ok(line[k] > 0, `${k}: ${line[k]}`);
+    assert.ok(r.stderr.includes("TF.js's own kernels"), r.stderr);
+  },
 });

@@ -28,11 +28,6 @@ const ADDED: [string, tf.KernelFunc][] = [...BATCHNORM_KERNELS, ...UPDATE_KERNEL
 /** Names of the kernels ours replace or add, for the backend line. */
 export const WEBGPU_KERNELS: readonly string[] = [...REPLACED, ...ADDED].map(([name]) => name);
 
-/** The stock TF.js kernel ours replaced under `name`, if any (the benchmark times both). */
-export function stockKernel(name: string): tf.KernelConfig | undefined {
-  return stock.get(name);
-}
-
 /** Installs the kernels of this folder on the registered webgpu backend. */
 export function installKernels(): void {
   const replace = (name: string, make: (stock: tf.KernelFunc) => tf.KernelFunc) => {
@@ -55,17 +50,32 @@ export function installKernels(): void {
   }
 }
 
-/** Runs `f` with the stock kernel registered under `name` instead of ours (for A/B timing), then ours again. */
-export async function withStockKernel<T>(name: string, f: () => Promise<T>): Promise<T> {
-  const old = stock.get(name);
-  const current = tf.getKernel(name, BACKEND);
-  if (!old || !current) throw new Error(`no stock ${name} kernel kept for webgpu`);
-  tf.unregisterKernel(name, BACKEND);
-  tf.registerKernel(old);
+/**
+ * Runs `f` with TF.js's own kernels in place of ours under `names` (for A/B timing and tests): a replaced kernel
+ * is the stock one again, an added one is absent (its callers fall back to ordinary TF.js ops); ours again after.
+ */
+export async function withStockKernels<T>(names: readonly string[], f: () => Promise<T>): Promise<T> {
+  const saved = names.map((name) => {
+    const current = tf.getKernel(name, BACKEND);
+    if (!current || !ours.has(current.kernelFunc)) throw new Error(`our ${name} kernel is not installed on webgpu`);
+    return current;
+  });
+  for (const name of names) {
+    tf.unregisterKernel(name, BACKEND);
+    const old = stock.get(name);
+    if (old) tf.registerKernel(old);
+  }
   try {
     return await f();
   } finally {
-    tf.unregisterKernel(name, BACKEND);
-    tf.registerKernel(current);
+    for (const config of saved) {
+      if (tf.getKernel(config.kernelName, BACKEND)) tf.unregisterKernel(config.kernelName, BACKEND);
+      tf.registerKernel(config);
+    }
   }
+}
+
+/** {@linkcode withStockKernels} for one kernel. */
+export function withStockKernel<T>(name: string, f: () => Promise<T>): Promise<T> {
+  return withStockKernels([name], f);
 }

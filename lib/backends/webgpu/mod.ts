@@ -27,7 +27,7 @@
 import { tf } from "../../core/tf.ts";
 import { installKernels } from "./_install.ts";
 
-export { stockKernel, WEBGPU_KERNELS, withStockKernel } from "./_install.ts";
+export { WEBGPU_KERNELS, withStockKernel, withStockKernels } from "./_install.ts";
 
 /** What the runtime's WebGPU adapter is, if there is one. */
 export interface WebgpuAdapterInfo {
