@@ -24,6 +24,8 @@ const CONV_CASES: [[number, number, number, number], [number, number, number, nu
   [[4, 10, 10, 16], [1, 1, 16, 32], 2, "valid"],
   [[2, 8, 8, 16], [3, 3, 16, 16], 1, "same"],
   [[1, 28, 28, 1], [5, 5, 1, 32], 1, "same"],
+  [[2, 8, 8, 3], [3, 3, 3, 16], 1, "same"],
+  [[2, 9, 9, 3], [3, 3, 3, 12], 2, "valid"],
 ];
 
 const seeded = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, "float32", seed);

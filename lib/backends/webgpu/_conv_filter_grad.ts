@@ -8,10 +8,13 @@
  * each looping over all of K: a few thousand invocations on a GPU that holds a hundred thousand, each doing one
  * multiply-add per two loads and an index computation.
  *
- * Here each invocation computes a 4 × 4 block of the result (4 input channels of one filter tap × 4 output
- * channels: 16 multiply-adds per two 4-wide loads) over one slice of K, walking the slice's pixels with
- * counters instead of divisions. The slices are cut so that the dispatch holds about 2¹⁶ invocations; a second
- * pass adds the slices' partial sums in a fixed order. No atomics: the result is the same on every run.
+ * Here each invocation computes a 4 × 8 block of the result (4 input channels of one filter tap × 8 output
+ * channels: 32 multiply-adds per three 4-wide loads) over one slice of K, walking the slice's pixels with
+ * counters instead of divisions. Where the input channels are few and not a multiple of 4 (an image's 3), an
+ * invocation takes a whole filter row instead (all kW·inC weights of one kh × 16 output channels), so that no lane
+ * is wasted and each element of x read serves 16 multiply-adds. The slices are cut so that the dispatch holds
+ * about 2¹⁶ invocations; a second pass adds the slices' partial sums in a fixed order. No atomics: the result is
+ * the same on every run.
  *
  * @module
  */
@@ -40,18 +43,31 @@ export interface FilterGradShape {
   padLeft: number;
 }
 
+/**
+ * Whether an invocation takes a whole filter row (all kW·inC weights of one kh) instead of 4 channels of one
+ * tap: for channel counts that are not multiples of 4 and short rows (an image's 3 channels), where 4-channel
+ * blocks would waste lanes and read x one masked element at a time.
+ */
+function wholeRows(s: FilterGradShape): boolean {
+  return s.inC % 4 !== 0 && s.kW * s.inC <= 16;
+}
+
 /** How the reduction is cut: `slices` slices of `sliceLength` (the last one shorter). */
 export function filterGradPlan(s: FilterGradShape): { tiles: number; slices: number; sliceLength: number } {
-  const tiles = s.kH * s.kW * Math.ceil(s.inC / 4) * Math.ceil(s.outC / (4 * colVecs(s)));
+  const rowBlocks = wholeRows(s) ? s.kH : s.kH * s.kW * Math.ceil(s.inC / 4);
+  const tiles = rowBlocks * Math.ceil(s.outC / (4 * colVecs(s)));
   const k = s.batch * s.outH * s.outW;
   const wanted = Math.max(1, Math.min(Math.ceil(TARGET_THREADS / tiles), Math.ceil(k / MIN_SLICE)));
   const sliceLength = Math.ceil(k / wanted);
   return { tiles, slices: Math.ceil(k / sliceLength), sliceLength };
 }
 
-/** Output channels per invocation: 4 · {@link colVecs} (two 4-wide loads of dy per 4-wide load of x). */
+/**
+ * Output channels per invocation, in 4-wide groups: two (two 4-wide loads of dy per 4-wide load of x), or four
+ * with {@link wholeRows}, whose loads of x are single elements.
+ */
 function colVecs(s: FilterGradShape): number {
-  return s.outC > 4 ? 2 : 1;
+  return wholeRows(s) && s.outC > 8 ? 4 : s.outC > 4 ? 2 : 1;
 }
 
 /** The WGSL of the first pass: partial sums [slices, kH·kW·inC, outC]. */
@@ -121,6 +137,68 @@ fn main(index : i32) {
 }`;
 }
 
+/** The WGSL of the first pass for {@link wholeRows}: each invocation one kh × all kW·inC × 4·cv output channels. */
+function partialRowsCode(s: FilterGradShape, slices: number, sliceLength: number, dyVec4: boolean): string {
+  const cv = colVecs(s);
+  const cob = Math.ceil(s.outC / (4 * cv));
+  const n = s.outC, m = s.kH * s.kW * s.inC, k = s.batch * s.outH * s.outW, row = s.kW * s.inC;
+  const js = Array.from({ length: row }, (_, j) => j), cols = Array.from({ length: cv }, (_, c) => c);
+  const loadDy = (c: number) =>
+    dyVec4
+      ? `select(vec4<f32>(0.0), dy[d / 4 + ${c}], co0 + ${4 * c} < ${n})`
+      : [0, 1, 2, 3].map((j) => `select(0.0, dy[d + ${4 * c + j}], co0 + ${4 * c + j} < ${n})`).join(", ");
+  return `
+fn main(index : i32) {
+  if (index >= ${i(slices * cob * s.kH)}) { return; }
+  let co0 = (index % ${cob}) * ${4 * cv};
+  let t = index / ${cob};
+  let kh = t % ${s.kH};
+  let slice = t / ${s.kH};
+  let k0 = slice * ${sliceLength};
+  let k1 = min(k0 + ${sliceLength}, ${k});
+  var ow = k0 % ${s.outW};
+  var oh = (k0 / ${s.outW}) % ${s.outH};
+  var b = k0 / ${s.outW * s.outH};
+  ${js.flatMap((j) => cols.map((c) => `var acc${j}_${c} = vec4<f32>(0.0);`)).join("\n  ")}
+  for (var kk = k0; kk < k1; kk = kk + 1) {
+    let ih = oh * ${s.strideH} + kh - ${s.padTop};
+    if (ih >= 0 && ih < ${s.inH}) {
+      let iw0 = ow * ${s.strideW} - ${s.padLeft};
+      let e = ((b * ${s.inH} + ih) * ${s.inW} + iw0) * ${s.inC};
+      let d = kk * ${n} + co0;
+      ${cols.map((c) => `let g${c} = vec4<f32>(${loadDy(c)});`).join("\n      ")}
+      ${
+    Array.from({ length: s.kW }, (_, kw) =>
+      `if (iw0 + ${kw} >= 0 && iw0 + ${kw} < ${s.inW}) {
+        ${
+        Array.from({ length: s.inC }, (_, ci) => kw * s.inC + ci).map((j) =>
+          `let a${j} = vec4<f32>(x[e + ${j}]);
+        ${cols.map((c) => `acc${j}_${c} = fma(a${j}, g${c}, acc${j}_${c});`).join(" ")}`
+        ).join("\n        ")
+      }
+      }`).join("\n      ")
+  }
+    }
+    ow = ow + 1;
+    if (ow == ${s.outW}) {
+      ow = 0;
+      oh = oh + 1;
+      if (oh == ${s.outH}) { oh = 0; b = b + 1; }
+    }
+  }
+  let base = slice * ${i(m * n)} + kh * ${row * n};
+  ${
+    js.map((j) =>
+      cols.flatMap((c) =>
+        [0, 1, 2, 3].map((q) =>
+          `if (co0 + ${4 * c + q} < ${n}) { result[base + ${j * n} + co0 + ${4 * c + q}] = acc${j}_${c}.${"xyzw"[q]}; }`
+        )
+      ).join(" ")
+    ).join("\n  ")
+  }
+}`;
+}
+
 /** The WGSL of the second pass: the sum of the slices' partial sums, in slice order. */
 function sumCode(size: number, slices: number): string {
   return `
@@ -143,14 +221,15 @@ export function filterGrad(
   const filterShape = [s.kH, s.kW, s.inC, s.outC];
   const size = s.kH * s.kW * s.inC * s.outC;
   const vec4 = s.inC % 4 === 0 && s.outC % 4 === 0;
-  const key = `filter_grad_${Object.values(s).join("_")}_${slices}_${sliceLength}_${vec4}`;
+  const rows = wholeRows(s);
+  const key = `filter_grad_${Object.values(s).join("_")}_${slices}_${sliceLength}_${vec4}_${rows}`;
   const first = program(
     key,
     ["x", "dy"],
     slices === 1 ? filterShape : [slices, size],
     slices * tiles,
-    partialCode(s, slices, sliceLength, vec4),
-    vec4,
+    rows ? partialRowsCode(s, slices, sliceLength, s.outC % 4 === 0) : partialCode(s, slices, sliceLength, vec4),
+    rows ? [false, s.outC % 4 === 0] : vec4,
   );
   const partial = backend.runWebGPUProgram(first, [x, dy], "float32");
   if (slices === 1) return partial;

@@ -47,13 +47,15 @@ export function program(
   outputShape: number[],
   threads: number,
   code: string,
-  vec4Inputs = false,
+  vec4Inputs: boolean | boolean[] = false,
 ): Program {
   const header = "fn main(index : i32) {";
   if (!code.includes(header)) throw new Error(`${key}: the shader has no "${header}"`);
   return {
     variableNames: inputs,
-    variableComponents: vec4Inputs ? inputs.map(() => 4) : undefined,
+    variableComponents: [vec4Inputs].flat().some((v) => v)
+      ? inputs.map((_, k) => (Array.isArray(vec4Inputs) ? vec4Inputs[k] : vec4Inputs) ? 4 : 1)
+      : undefined,
     outputShape,
     shaderKey: `adv_${key}`,
     dispatchLayout: { x: outputShape.map((_, i) => i) },
