@@ -9,7 +9,12 @@
  * "stock" is TF.js 4.22's kernel where ours replaces one (the convolutions), and TF.js's ordinary ops where ours
  * is a kernel TF.js lacks (batch norm + leaky ReLU, standardisation, the optimiser and PGD updates: the path the
  * layers take on a backend without them). Times are medians over `rounds` alternations, each the mean of enough
- * calls to last about 0.3 s (at least one), read back asynchronously; compilation happens in the warm-up.
+ * calls to last about 0.3 s (at least one), read back asynchronously; compilation happens in the warm-up. After
+ * each training step's line, two lines profile one step, ours and stock (`tf.profile`: time per kernel, from
+ * the GPU's timestamps where the device offers them; `kernel_ms` null where it does not):
+ *
+ *   {"backend":"webgpu","profile":"cifar_resnet training step, batch 128","kernels":"ours","wall_ms":…,
+ *    "kernel_ms":…,"top":[["Conv2DBackpropInput",…,30],…]}
  *
  * @module
  */
@@ -252,6 +257,47 @@ function median(xs: number[]): number {
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
+/** One JSON line of a profiled step: where its time goes, kernel by kernel (GPU timestamps where the device has them). */
+export interface ProfileResult {
+  backend: "webgpu";
+  profile: string;
+  kernels: "ours" | "stock";
+  wall_ms: number;
+  kernel_ms: number | null;
+  top: [string, number, number][]; // [kernel, ms, calls], the 12 longest
+}
+
+/** Profiles one call of `run` with TF.js's profiler: per kernel, summed GPU time and calls. */
+async function profileOnce(name: string, kernels: "ours" | "stock", run: () => tf.Tensor): Promise<ProfileResult> {
+  const t0 = performance.now();
+  const info = await tf.profile(async () => {
+    const out = run();
+    await out.data();
+    out.dispose();
+  });
+  const wall = performance.now() - t0;
+  const by = new Map<string, [number, number]>();
+  let timed = false;
+  for (const k of info.kernels) {
+    const t = await (k.kernelTimeMs as unknown as Promise<number | { error: string }>);
+    const ms = typeof t === "number" ? t : 0;
+    timed ||= typeof t === "number";
+    const [sum, calls] = by.get(k.name) ?? [0, 0];
+    by.set(k.name, [sum + ms, calls + 1]);
+  }
+  const top = [...by.entries()].sort((a, b) => b[1][0] - a[1][0]).slice(0, 12)
+    .map(([k, [ms, calls]]): [string, number, number] => [k, Math.round(ms * 100) / 100, calls]);
+  const total = [...by.values()].reduce((a, [ms]) => a + ms, 0);
+  return {
+    backend: "webgpu",
+    profile: name,
+    kernels,
+    wall_ms: Math.round(wall),
+    kernel_ms: timed ? Math.round(total) : null,
+    top,
+  };
+}
+
 /** Times each case, ours against stock, alternating `rounds` times; prints and returns one line per case. */
 export async function kernelMode(
   adapter: string,
@@ -283,6 +329,11 @@ export async function kernelMode(
       };
       console.log(JSON.stringify(line));
       results.push(line);
+      if (c.name === "training step") {
+        const name = `${c.model} ${c.name}, ${c.shape}`;
+        console.log(JSON.stringify(await profileOnce(name, "ours", run)));
+        console.log(JSON.stringify(await stock(() => profileOnce(name, "stock", run))));
+      }
     } finally {
       dispose();
     }

@@ -82,11 +82,17 @@ Deno.test({
   fn: async () => {
     const r = await run(["--backend", "webgpu", "--kernels", "--batch", "2", "--rounds", "1"]);
     assert.equal(r.code, 0, r.stderr);
-    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const all = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const lines = all.filter((l) => !l.profile), profiles = all.filter((l) => l.profile);
     for (const l of lines) {
       assert.ok(l.ours_ms > 0 && l.stock_ms > 0 && l.speedup > 0, JSON.stringify(l));
       assert.equal(l.backend, "webgpu");
     }
+    // Each training step profiled with ours and with stock: ours run our filter gradient, stock TF.js's.
+    assert.deepEqual(profiles.map((p) => p.kernels), ["ours", "stock", "ours", "stock"]);
+    for (const p of profiles) assert.ok(p.wall_ms > 0 && p.top.some(([k]: string[]) => k === "Conv2DBackpropFilter"));
+    assert.ok(profiles[0].top.some(([k]: string[]) => k === "AdvMomentumUpdate"), JSON.stringify(profiles[0]));
+    assert.ok(!profiles[1].top.some(([k]: string[]) => k === "AdvMomentumUpdate"), JSON.stringify(profiles[1]));
     const cases = new Set(lines.map((l) => `${l.model} ${l.case}`));
     for (const c of ["Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "training step", "PGD step"]) {
       assert.ok(cases.has(`cifar_resnet ${c}`) && cases.has(`mnist_a ${c}`), `${c} missing: ${[...cases]}`);
