@@ -54,6 +54,21 @@ gpuTest("webgpu Conv2D and Conv2DBackpropInput match cpu on odd shapes, strides 
   }
 });
 
+gpuTest("webgpu FusedConv2D (bias, ReLU) matches cpu; other activations are TF.js's", async () => {
+  for (const [xs, fs, stride, pad] of CONV_CASES) {
+    const errors = await webgpuErrors(() => {
+      const x = seeded(xs, 1), filter = seeded(fs, 2) as tf.Tensor4D, bias = seeded([fs[3]], 4);
+      const conv = { x: x as tf.Tensor4D, filter, strides: stride, pad } as const;
+      return [
+        tf.fused.conv2d({ ...conv, bias, activation: "relu" }),
+        tf.fused.conv2d({ ...conv, activation: "linear" }),
+        tf.fused.conv2d({ ...conv, bias, activation: "elu" }),
+      ];
+    });
+    for (const [k, err] of errors.entries()) assert.ok(err <= 1e-5, `x ${xs}, filter ${fs}, case ${k}: ${err}`);
+  }
+});
+
 gpuTest("webgpu Conv2DBackpropFilter is deterministic and agrees with TF.js's own kernel", async () => {
   await tf.setBackend("webgpu");
   const x = seeded([5, 16, 16, 8], 4);

@@ -52,8 +52,18 @@ const px = Array.from({ length: PIXELS }, (_, p) => p);
 const four = [0, 1, 2, 3];
 const XYZW = "xyzw";
 
+/** What the forward convolution does to its sums before writing them (FusedConv2D): a bias, then an activation. */
+export interface Epilogue {
+  bias: boolean;
+  activation: "linear" | "relu";
+}
+
 /** WGSL of the forward convolution: [batch, outH, outW, outC]. */
-function forwardCode(s: ConvShape, vec4: boolean): string {
+function forwardCode(s: ConvShape, vec4: boolean, epi: Epilogue): string {
+  const out = (v: string, co: string) => {
+    const biased = epi.bias ? `${v} + bias[${co}]` : v;
+    return epi.activation === "relu" ? `max(${biased}, 0.0)` : biased;
+  };
   const cv = s.outC > 4 ? 2 : 1; // 4-wide column groups of output channels per invocation
   const cob = Math.ceil(s.outC / (4 * cv)), pw = Math.ceil(s.outW / PIXELS);
   const cols = Array.from({ length: cv }, (_, c) => c);
@@ -115,7 +125,11 @@ fn main(index : i32) {
     let o = ((b * ${s.outH} + oh) * ${s.outW} + ow0 + ${p}) * ${s.outC} + co0;
     ${
         cols.flatMap((c) =>
-          four.map((j) => `if (co0 + ${4 * c + j} < ${s.outC}) { result[o + ${4 * c + j}] = acc${p}_${c}.${XYZW[j]}; }`)
+          four.map((j) =>
+            `if (co0 + ${4 * c + j} < ${s.outC}) { result[o + ${4 * c + j}] = ${
+              out(`acc${p}_${c}.${XYZW[j]}`, `co0 + ${4 * c + j}`)
+            }; }`
+          )
         ).join("\n    ")
       }
   }`
@@ -184,14 +198,27 @@ fn main(index : i32) {
 }`;
 }
 
-/** The forward convolution of NHWC `x` with `w` [kH, kW, inC, outC]. */
-export function convForward(backend: GpuBackend, x: tf.TensorInfo, w: tf.TensorInfo, s: ConvShape): tf.TensorInfo {
+/**
+ * The forward convolution of NHWC `x` with `w` [kH, kW, inC, outC]; with `bias` ([outC]) and an activation
+ * where `epi` says so.
+ */
+export function convForward(
+  backend: GpuBackend,
+  x: tf.TensorInfo,
+  w: tf.TensorInfo,
+  s: ConvShape,
+  epi: Epilogue = { bias: false, activation: "linear" },
+  bias?: tf.TensorInfo,
+): tf.TensorInfo {
+  if (epi.bias !== (bias !== undefined)) throw new Error("convForward: a bias needs epi.bias, and epi.bias a bias");
   const vec4 = s.inC % 4 === 0 && s.outC % 4 === 0;
   const cob = Math.ceil(s.outC / (s.outC > 4 ? 8 : 4));
   const threads = s.batch * s.outH * Math.ceil(s.outW / PIXELS) * cob;
-  const key = `conv_${Object.values(s).join("_")}_${vec4}`;
-  const p = program(key, ["x", "W"], [s.batch, s.outH, s.outW, s.outC], threads, forwardCode(s, vec4), vec4);
-  return backend.runWebGPUProgram(p, [x, w], "float32");
+  const key = `conv_${Object.values(s).join("_")}_${vec4}_${epi.bias}_${epi.activation}`;
+  const names = bias ? ["x", "W", "bias"] : ["x", "W"];
+  const code = forwardCode(s, vec4, epi);
+  const p = program(key, names, [s.batch, s.outH, s.outW, s.outC], threads, code, [vec4, vec4, false]);
+  return backend.runWebGPUProgram(p, bias ? [x, w, bias] : [x, w], "float32");
 }
 
 /** The input gradient of a convolution with `w` [kH, kW, inC, outC], given the output gradient `dy`. */
@@ -248,6 +275,26 @@ export function conv2dKernel(stock: tf.KernelFunc): tf.KernelFunc {
     const s = convShape(x.shape, filter.shape, a, a.dimRoundingMode);
     if (!s || x.dtype !== "float32" || filter.dtype !== "float32") return stock(args);
     return convForward(args.backend as unknown as GpuBackend, x, filter, s);
+  };
+}
+
+/**
+ * The `FusedConv2D` kernel (inference: TF.js's layers call it outside a gradient tape) where the activation is
+ * linear or ReLU and any bias is one per output channel; anything else goes to `stock`.
+ */
+export function fusedConv2dKernel(stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
+    const a = args.attrs as unknown as tf.FusedConv2DAttrs;
+    const activation = a.activation ?? "linear";
+    const s = convShape(x!.shape, filter!.shape, a, a.dimRoundingMode);
+    const plainBias = !bias || (bias.dtype === "float32" && tf.util.sizeFromShape(bias.shape) === s?.outC &&
+      bias.shape[bias.shape.length - 1] === s?.outC);
+    if (
+      !s || x!.dtype !== "float32" || filter!.dtype !== "float32" || preluActivationWeights || !plainBias ||
+      (activation !== "linear" && activation !== "relu")
+    ) return stock(args);
+    return convForward(args.backend as unknown as GpuBackend, x!, filter!, s, { bias: !!bias, activation }, bias);
   };
 }
 

@@ -7,7 +7,7 @@
 import { tf } from "../../core/tf.ts";
 import { BACKEND } from "./_program.ts";
 import { conv2dBackpropFilterKernel } from "./_conv_filter_grad.ts";
-import { conv2dBackpropInputKernel, conv2dKernel } from "./_conv.ts";
+import { conv2dBackpropInputKernel, conv2dKernel, fusedConv2dKernel } from "./_conv.ts";
 import { BATCHNORM_KERNELS } from "./_batchnorm.ts";
 import { UPDATE_KERNELS } from "./_updates.ts";
 
@@ -19,6 +19,7 @@ const stock = new Map<string, tf.KernelConfig>();
 /** TF.js kernels ours replace (the stock ones are kept). */
 const REPLACED: [string, (stock: tf.KernelFunc) => tf.KernelFunc][] = [
   ["Conv2D", conv2dKernel],
+  ["FusedConv2D", fusedConv2dKernel],
   ["Conv2DBackpropInput", conv2dBackpropInputKernel],
   ["Conv2DBackpropFilter", conv2dBackpropFilterKernel],
 ];
