@@ -2,20 +2,21 @@
  * The GPU check is ready to carry: bench/gpu/prepare.sh writes a folder that runs with nothing but its own
  * files (Deno, the bundled bench and WebGPU tests, the Vulkan loader's package), and its run.sh, in quick mode
  * on whatever adapter this machine has (lavapipe in CI), passes the tests and prints the benchmark's lines.
- * Skipped without a WebGPU adapter or apt-get.
+ * Skipped without a WebGPU adapter, apt-get or xz.
  *
  * @module
  */
 import { assert, assertEquals } from "./assert.ts";
 import { adapter } from "./fixtures/webgpu.ts";
 
-const hasApt = (() => {
+const installed = (path: string) => {
   try {
-    return Deno.statSync("/usr/bin/apt-get").isFile;
+    return Deno.statSync(path).isFile;
   } catch {
     return false;
   }
-})();
+};
+const hasApt = installed("/usr/bin/apt-get") && installed("/usr/bin/xz");
 
 async function bash(args: string[]): Promise<{ code: number; out: string }> {
   const r = await new Deno.Command("bash", { args, stdout: "piped", stderr: "piped" }).output();

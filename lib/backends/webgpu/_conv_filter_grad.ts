@@ -20,28 +20,15 @@
  */
 import { tf } from "../../core/tf.ts";
 import { type GpuBackend, i, program } from "./_program.ts";
+import { type ConvShape, convShape } from "./_conv.ts";
 
 /** Invocations the first pass aims at (enough to fill a large GPU; the slices are at least {@link MIN_SLICE} long). */
 const TARGET_THREADS = 1 << 16;
 /** The shortest slice of the reduction one invocation takes. */
 const MIN_SLICE = 64;
 
-/** The sizes a filter gradient's shaders are specialised for. */
-export interface FilterGradShape {
-  batch: number;
-  inH: number;
-  inW: number;
-  inC: number;
-  outH: number;
-  outW: number;
-  outC: number;
-  kH: number;
-  kW: number;
-  strideH: number;
-  strideW: number;
-  padTop: number;
-  padLeft: number;
-}
+/** The sizes a filter gradient's shaders are specialised for (those of its convolution). */
+export type FilterGradShape = ConvShape;
 
 /**
  * Whether an invocation takes a whole filter row (all kW·inC weights of one kh) instead of 4 channels of one
@@ -68,6 +55,23 @@ export function filterGradPlan(s: FilterGradShape): { tiles: number; slices: num
  */
 function colVecs(s: FilterGradShape): number {
   return wholeRows(s) && s.outC > 8 ? 4 : s.outC > 4 ? 2 : 1;
+}
+
+/** WGSL: the output pixel (b, oh, ow) of the slice's first step `k0` of the reduction. */
+function start(s: FilterGradShape): string {
+  return `var ow = k0 % ${s.outW};
+  var oh = (k0 / ${s.outW}) % ${s.outH};
+  var b = k0 / ${s.outW * s.outH};`;
+}
+
+/** WGSL: the next output pixel, by counters (no division in the loop). */
+function advance(s: FilterGradShape): string {
+  return `ow = ow + 1;
+    if (ow == ${s.outW}) {
+      ow = 0;
+      oh = oh + 1;
+      if (oh == ${s.outH}) { oh = 0; b = b + 1; }
+    }`;
 }
 
 /** The WGSL of the first pass: partial sums [slices, kH·kW·inC, outC]. */
@@ -108,9 +112,7 @@ fn main(index : i32) {
   let slice = t / ${s.kH};
   let k0 = slice * ${sliceLength};
   let k1 = min(k0 + ${sliceLength}, ${k});
-  var ow = k0 % ${s.outW};
-  var oh = (k0 / ${s.outW}) % ${s.outH};
-  var b = k0 / ${s.outW * s.outH};
+  ${start(s)}
   ${rows.flatMap((r) => cols.map((c) => `var acc${r}_${c} = vec4<f32>(0.0);`)).join("\n  ")}
   for (var kk = k0; kk < k1; kk = kk + 1) {
     let ih = oh * ${s.strideH} + kh - ${s.padTop};
@@ -125,12 +127,7 @@ fn main(index : i32) {
       .join("\n      ")
   }
     }
-    ow = ow + 1;
-    if (ow == ${s.outW}) {
-      ow = 0;
-      oh = oh + 1;
-      if (oh == ${s.outH}) { oh = 0; b = b + 1; }
-    }
+    ${advance(s)}
   }
   let base = slice * ${i(m * n)} + ((kh * ${s.kW} + kw) * ${s.inC} + ci0) * ${n};
   ${store}
@@ -156,9 +153,7 @@ fn main(index : i32) {
   let slice = t / ${s.kH};
   let k0 = slice * ${sliceLength};
   let k1 = min(k0 + ${sliceLength}, ${k});
-  var ow = k0 % ${s.outW};
-  var oh = (k0 / ${s.outW}) % ${s.outH};
-  var b = k0 / ${s.outW * s.outH};
+  ${start(s)}
   ${js.flatMap((j) => cols.map((c) => `var acc${j}_${c} = vec4<f32>(0.0);`)).join("\n  ")}
   for (var kk = k0; kk < k1; kk = kk + 1) {
     let ih = oh * ${s.strideH} + kh - ${s.padTop};
@@ -179,12 +174,7 @@ fn main(index : i32) {
       }`).join("\n      ")
   }
     }
-    ow = ow + 1;
-    if (ow == ${s.outW}) {
-      ow = 0;
-      oh = oh + 1;
-      if (oh == ${s.outH}) { oh = 0; b = b + 1; }
-    }
+    ${advance(s)}
   }
   let base = slice * ${i(m * n)} + kh * ${row * n};
   ${
@@ -239,37 +229,13 @@ export function filterGrad(
   return out;
 }
 
-/** The `Conv2DBackpropFilter` kernel (NHWC, no dilation; anything else goes to `stock`). */
+/** The `Conv2DBackpropFilter` kernel (NHWC, no dilation, float32; anything else goes to `stock`). */
 export function conv2dBackpropFilterKernel(stock: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
     const a = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
-    const format = tf.backend_util.convertConv2DDataFormat(a.dataFormat);
-    if (format !== "channelsLast" || x.dtype !== "float32" || dy.dtype !== "float32") return stock(args);
-    const info = tf.backend_util.computeConv2DInfo(
-      x.shape as [number, number, number, number],
-      a.filterShape,
-      a.strides,
-      1,
-      a.pad,
-      a.dimRoundingMode,
-      false,
-      format,
-    );
-    return filterGrad(args.backend as unknown as GpuBackend, x, dy, {
-      batch: info.batchSize,
-      inH: info.inHeight,
-      inW: info.inWidth,
-      inC: info.inChannels,
-      outH: info.outHeight,
-      outW: info.outWidth,
-      outC: info.outChannels,
-      kH: info.filterHeight,
-      kW: info.filterWidth,
-      strideH: info.strideHeight,
-      strideW: info.strideWidth,
-      padTop: info.padInfo.top,
-      padLeft: info.padInfo.left,
-    });
+    const s = convShape(x.shape, a.filterShape, a, a.dimRoundingMode);
+    if (!s || x.dtype !== "float32" || dy.dtype !== "float32") return stock(args);
+    return filterGrad(args.backend as unknown as GpuBackend, x, dy, s);
   };
 }
