@@ -7,9 +7,9 @@
  * channels each, contiguous) feed 128 multiply-adds.
  *
  * Input gradient: dx[b, ih, iw, ci] = Σ_{kh, kw, co} dy[b, oh, ow, co] · w[kh, kw, ci, co] over the (oh, ow)
- * with oh·sh + kh − top = ih (and the same for columns). Each invocation computes 4 neighbouring input pixels
- * of one row × 4 input channels, walking the taps and 4 output channels at a time: 4 loads of dy and 4 rows of
- * w feed 64 multiply-adds as dot products. Where the stride does not divide, a tap skips the pixel.
+ * with oh·sh + kh − top = ih (and the same for columns). Each invocation computes 4 input pixels of one row,
+ * a stride apart (so that a tap reaches all four or none), × 8 input channels, walking the taps and 4 output
+ * channels at a time: 4 loads of dy and 8 rows of w feed 128 multiply-adds as dot products.
  *
  * TF.js's kernels are tiled matrix products over im2col indices, each element read through a chain of integer
  * divisions. Both kernels here are deterministic (each output is one invocation's sum in a fixed order) and
@@ -58,13 +58,18 @@ export interface Epilogue {
   activation: "linear" | "relu";
 }
 
+/** 4-wide groups of output channels per invocation of the forward convolution. */
+function outputGroups(s: ConvShape): number {
+  return s.outC > 4 ? 2 : 1;
+}
+
 /** WGSL of the forward convolution: [batch, outH, outW, outC]. */
 function forwardCode(s: ConvShape, vec4: boolean, epi: Epilogue): string {
   const out = (v: string, co: string) => {
     const biased = epi.bias ? `${v} + bias[${co}]` : v;
     return epi.activation === "relu" ? `max(${biased}, 0.0)` : biased;
   };
-  const cv = s.outC > 4 ? 2 : 1; // 4-wide column groups of output channels per invocation
+  const cv = outputGroups(s);
   const cob = Math.ceil(s.outC / (4 * cv)), pw = Math.ceil(s.outW / PIXELS);
   const cols = Array.from({ length: cv }, (_, c) => c);
   const threads = s.batch * s.outH * pw * cob;
@@ -138,60 +143,84 @@ fn main(index : i32) {
 }`;
 }
 
-/** WGSL of the input gradient: [batch, inH, inW, inC]. */
+/** 4-wide groups of input channels per invocation of the input gradient. */
+function inputGroups(s: ConvShape): number {
+  return s.inC > 4 ? 2 : 1;
+}
+
+/** Invocations of the input gradient: per image row, `strideW` per block of 4·strideW columns. */
+function inputGradThreads(s: ConvShape): number {
+  const blocks = Math.ceil(s.inW / (PIXELS * s.strideW));
+  return s.batch * s.inH * blocks * s.strideW * Math.ceil(s.inC / (4 * inputGroups(s)));
+}
+
+/**
+ * WGSL of the input gradient: [batch, inH, inW, inC]. An invocation's 4 pixels are `strideW` columns apart, so
+ * that a filter tap reaches all of them or none (with stride 2, neighbouring columns take alternate taps).
+ */
 function inputGradCode(s: ConvShape, vec4: boolean): string {
-  const cib = Math.ceil(s.inC / 4), pw = Math.ceil(s.inW / PIXELS);
-  const threads = s.batch * s.inH * pw * cib;
+  const cg = inputGroups(s), groups = Array.from({ length: cg }, (_, q) => q);
+  const cib = Math.ceil(s.inC / (4 * cg)), sw = s.strideW;
+  const lanes = Math.ceil(s.inW / (PIXELS * sw)) * sw;
+  const rows = groups.flatMap((q) => four.map((r) => 4 * q + r));
   return `
 fn main(index : i32) {
-  if (index >= ${i(threads)}) { return; }
-  let ci0 = (index % ${cib}) * 4;
+  if (index >= ${i(inputGradThreads(s))}) { return; }
+  let ci0 = (index % ${cib}) * ${4 * cg};
   var t = index / ${cib};
-  let iw0 = (t % ${pw}) * ${PIXELS};
-  t = t / ${pw};
+  let lane = t % ${lanes};
+  let iw0 = (lane / ${sw}) * ${PIXELS * sw} + lane % ${sw};
+  t = t / ${lanes};
   let ih = t % ${s.inH};
   let b = t / ${s.inH};
-  ${px.map((p) => `var acc${p} = vec4<f32>(0.0);`).join("\n  ")}
+  ${px.flatMap((p) => groups.map((q) => `var acc${p}_${q} = vec4<f32>(0.0);`)).join("\n  ")}
   for (var kh = 0; kh < ${s.kH}; kh = kh + 1) {
     let ohs = ih + ${s.padTop} - kh;
     let oh = ohs / ${s.strideH};
     if (ohs < 0 || oh * ${s.strideH} != ohs || oh >= ${s.outH}) { continue; }
     for (var kw = 0; kw < ${s.kW}; kw = kw + 1) {
+      let ows0 = iw0 + ${s.padLeft} - kw;
+      if (ows0 < 0 && ows0 + ${3 * sw} < 0) { continue; }
+      if ((ows0 % ${sw} + ${sw}) % ${sw} != 0) { continue; }
       ${
     px.map((p) =>
-      `let ows${p} = iw0 + ${p} + ${s.padLeft} - kw;
-      let ow${p} = ows${p} / ${s.strideW};
-      let ok${p} = ows${p} >= 0 && ow${p} * ${s.strideW} == ows${p} && ow${p} < ${s.outW} && iw0 + ${p} < ${s.inW};
+      `let ow${p} = (ows0 + ${p * sw}) / ${sw};
+      let ok${p} = ows0 + ${p * sw} >= 0 && ow${p} < ${s.outW} && iw0 + ${p * sw} < ${s.inW};
       let db${p} = ((b * ${s.outH} + oh) * ${s.outW} + ow${p}) * ${s.outC};`
     ).join("\n      ")
   }
-      if (${px.map((p) => `ok${p}`).join(" || ")}) {
-        for (var co0 = 0; co0 < ${s.outC}; co0 = co0 + 4) {
-          let wb = ((kh * ${s.kW} + kw) * ${s.inC} + ci0) * ${s.outC} + co0;
-          ${
-    four.map((r) =>
+      for (var co0 = 0; co0 < ${s.outC}; co0 = co0 + 4) {
+        let wb = ((kh * ${s.kW} + kw) * ${s.inC} + ci0) * ${s.outC} + co0;
+        ${
+    rows.map((r) =>
       `let w${r} = select(vec4<f32>(0.0), ${
         load4("W", `wb + ${r * s.outC}`, "co0", s.outC, vec4)
       }, ci0 + ${r} < ${s.inC});`
-    ).join("\n          ")
+    ).join("\n        ")
   }
-          ${
+        ${
     px.map((p) =>
       `if (ok${p}) {
-            let g = ${load4("dy", `db${p} + co0`, "co0", s.outC, vec4)};
-            acc${p} = acc${p} + vec4<f32>(dot(g, w0), dot(g, w1), dot(g, w2), dot(g, w3));
-          }`
-    ).join("\n          ")
+          let g = ${load4("dy", `db${p} + co0`, "co0", s.outC, vec4)};
+          ${
+        groups.map((q) =>
+          `acc${p}_${q} = acc${p}_${q} + vec4<f32>(${four.map((r) => `dot(g, w${4 * q + r})`).join(", ")});`
+        ).join("\n          ")
+      }
+        }`
+    ).join("\n        ")
   }
-        }
       }
     }
   }
   ${
     px.map((p) =>
-      `if (iw0 + ${p} < ${s.inW}) {
-    let o = ((b * ${s.inH} + ih) * ${s.inW} + iw0 + ${p}) * ${s.inC} + ci0;
-    ${four.map((j) => `if (ci0 + ${j} < ${s.inC}) { result[o + ${j}] = acc${p}.${XYZW[j]}; }`).join("\n    ")}
+      `if (iw0 + ${p * sw} < ${s.inW}) {
+    let o = ((b * ${s.inH} + ih) * ${s.inW} + iw0 + ${p * sw}) * ${s.inC} + ci0;
+    ${
+        rows.map((j) => `if (ci0 + ${j} < ${s.inC}) { result[o + ${j}] = acc${p}_${j >> 2}.${XYZW[j & 3]}; }`)
+          .join("\n    ")
+      }
   }`
     ).join("\n  ")
   }
@@ -212,7 +241,7 @@ export function convForward(
 ): tf.TensorInfo {
   if (epi.bias !== (bias !== undefined)) throw new Error("convForward: a bias needs epi.bias, and epi.bias a bias");
   const vec4 = s.inC % 4 === 0 && s.outC % 4 === 0;
-  const cob = Math.ceil(s.outC / (s.outC > 4 ? 8 : 4));
+  const cob = Math.ceil(s.outC / (4 * outputGroups(s)));
   const threads = s.batch * s.outH * Math.ceil(s.outW / PIXELS) * cob;
   const key = `conv_${Object.values(s).join("_")}_${vec4}_${epi.bias}_${epi.activation}`;
   const names = bias ? ["x", "W", "bias"] : ["x", "W"];
@@ -224,7 +253,7 @@ export function convForward(
 /** The input gradient of a convolution with `w` [kH, kW, inC, outC], given the output gradient `dy`. */
 export function convInputGrad(backend: GpuBackend, dy: tf.TensorInfo, w: tf.TensorInfo, s: ConvShape): tf.TensorInfo {
   const vec4 = s.inC % 4 === 0 && s.outC % 4 === 0;
-  const threads = s.batch * s.inH * Math.ceil(s.inW / PIXELS) * Math.ceil(s.inC / 4);
+  const threads = inputGradThreads(s);
   const key = `conv_dx_${Object.values(s).join("_")}_${vec4}`;
   const p = program(key, ["dy", "W"], [s.batch, s.inH, s.inW, s.inC], threads, inputGradCode(s, vec4), vec4);
   return backend.runWebGPUProgram(p, [dy, w], "float32");
