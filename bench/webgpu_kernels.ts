@@ -25,8 +25,14 @@ import { signStep } from "../lib/attacks/pgd.ts";
 import { Adam, Momentum, type Optimizer } from "../lib/train/optim.ts";
 import { cifarResNet, decayedWeights, RESNET_SIMPLE } from "../lib/nn/resnet.ts";
 import { mnistNet, MODEL_A } from "../lib/nn/mnist_net.ts";
-import { BN_ACT_GRAD, BN_ACT_TRAIN, MOMENTUM_UPDATE, PGD_UPDATE } from "../lib/backends/kernel_names.ts";
-import { STANDARDIZE, STANDARDIZE_GRAD } from "../lib/backends/kernel_names.ts";
+import {
+  BN_ACT_GRAD,
+  BN_ACT_TRAIN,
+  MOMENTUM_UPDATE,
+  PGD_UPDATE,
+  STANDARDIZE,
+  STANDARDIZE_GRAD,
+} from "../lib/backends/kernel_names.ts";
 
 /** One timed case: the kernels it swaps, and a set-up returning the call to time and a clean-up. */
 interface Case {

@@ -70,15 +70,27 @@ gpuTest("webgpu FusedConv2D (bias, ReLU) matches cpu; other activations are TF.j
 });
 
 gpuTest("webgpu Conv2DBackpropFilter is deterministic and agrees with TF.js's own kernel", async () => {
+  const previous = tf.getBackend();
   await tf.setBackend("webgpu");
   const x = seeded([5, 16, 16, 8], 4);
   const dy = seeded([5, 8, 8, 12], 5);
-  const run = () => filterGradOf(x, dy, [3, 3, 8, 12], 2, "same").data() as Promise<Float32Array>;
-  const [a, b] = [await run(), await run()];
-  assert.deepEqual(a, b, "two runs differ");
-  const stock = await withStockKernel("Conv2DBackpropFilter", run);
-  assert.ok(relError(a, stock) <= 1e-5, `against TF.js's kernel: ${relError(a, stock)}`);
-  tf.dispose([x, dy]);
+  const run = async () => {
+    const g = filterGradOf(x, dy, [3, 3, 8, 12], 2, "same");
+    try {
+      return await g.data() as Float32Array;
+    } finally {
+      g.dispose();
+    }
+  };
+  try {
+    const [a, b] = [await run(), await run()];
+    assert.deepEqual(a, b, "two runs differ");
+    const stock = await withStockKernel("Conv2DBackpropFilter", run);
+    assert.ok(relError(a, stock) <= 1e-5, `against TF.js's kernel: ${relError(a, stock)}`);
+  } finally {
+    tf.dispose([x, dy]);
+    await tf.setBackend(previous);
+  }
 });
 
 /** TF.js's filter gradient op (the kernel registered under Conv2DBackpropFilter). */
@@ -114,3 +126,33 @@ gpuTest("one ResNet training step's parameter gradients on webgpu match cpu", as
     model.dispose();
   }
 });
+
+gpuTest(
+  "a new batch size compiles no new convolution or batch-norm pass pipeline (attacks' batches shrink)",
+  async () => {
+    const model = cifarResNet(SMALL_RESNET, 4);
+    const previous = tf.getBackend();
+    await tf.setBackend("webgpu");
+    const cache = (tf.backend() as unknown as { pipelineCache: Record<string, unknown> }).pipelineCache;
+    const ours = () => Object.keys(cache).filter((k) => /^adv_(conv|bn_act|bn_infer_dx)/.test(k)).sort();
+    const pgdGrad = async (n: number) => {
+      const x = tf.randomUniform([n, 32, 32, 3], 0, 255, "float32", n);
+      const y = tf.oneHot(tf.zeros([n], "int32") as tf.Tensor1D, 10);
+      const loss = (xs: tf.Tensor) =>
+        tf.losses.softmaxCrossEntropy(y, model.apply(xs, { training: false }) as tf.Tensor) as tf.Scalar;
+      const g = tf.grad(loss)(x);
+      await g.data();
+      tf.dispose([x, y, g]);
+    };
+    try {
+      await pgdGrad(3);
+      const compiled = ours();
+      assert.ok(compiled.some((k) => k.startsWith("adv_conv_dx")) && compiled.some((k) => k.startsWith("adv_bn_act")));
+      for (const n of [5, 2]) await pgdGrad(n);
+      assert.deepEqual(ours(), compiled);
+    } finally {
+      await tf.setBackend(previous);
+      model.dispose();
+    }
+  },
+);

@@ -151,13 +151,13 @@ export function pgdStep(
   return { next, loss: loss! };
 }
 
-/** Kernel name of {@link signStep} as one pass, registered by the native backend (lib/backends/kernel_names.ts). */
+/** Kernel name of {@link signStep} as one pass, registered by the native and webgpu backends (lib/backends/kernel_names.ts). */
 export { PGD_UPDATE };
 
 /**
  * The update of an L∞ PGD step: xAdv + α·sign(g), projected onto the ε-ball
  * around x and clipped to the pixel range. One kernel where the backend has it
- * (native), else the same arithmetic as TF.js ops.
+ * (native, webgpu), else the same arithmetic as TF.js ops.
  */
 export function signStep(
   xAdv: tf.Tensor,

@@ -1,7 +1,7 @@
 /**
  * Names of the custom kernels this library adds to TF.js, declared once: the backends register them under
- * these names (native all of them, wasm the optimiser updates) and the layers, optimisers and attacks run
- * them where the current backend has them.
+ * these names (native and webgpu all of them, wasm the optimiser updates) and the layers, optimisers and attacks
+ * run them where the current backend has them.
  *
  * @module
  */

@@ -2,10 +2,10 @@
  * Batch normalisation followed by leaky ReLU, the pair every pre-activation
  * ResNet unit applies, as one layer. In training it normalises with the batch
  * statistics and updates the moving ones; in inference it uses the moving
- * statistics. On the `native` backend the training forward pass and its
- * gradient are one kernel each (two passes over the data instead of the dozen
- * small ops TF.js records for moments, batch norm and leaky ReLU); on every
- * other backend the same maths runs as ordinary TF.js ops.
+ * statistics. On the `native` and `webgpu` backends the forward pass and its
+ * gradient are one kernel each (a few passes over the data instead of the dozen
+ * small ops TF.js records for moments, batch norm and leaky ReLU); on the
+ * others the same maths runs as ordinary TF.js ops.
  *
  * @module
  */
@@ -13,10 +13,10 @@ import { type Kwargs, type LayerArgs, oneInput } from "./_layers.ts";
 import { tf, tfl } from "../core/tf.ts";
 import { BN_ACT_GRAD, BN_ACT_INFER, BN_ACT_INFER_GRAD, BN_ACT_TRAIN } from "../backends/kernel_names.ts";
 
-/** Kernel names registered by the native backend (declared in lib/backends/kernel_names.ts). */
+/** Kernel names registered by the native and webgpu backends (declared in lib/backends/kernel_names.ts). */
 export { BN_ACT_GRAD, BN_ACT_INFER, BN_ACT_INFER_GRAD, BN_ACT_TRAIN };
 
-function nativeKernels(): boolean {
+function fusedKernels(): boolean {
   const b = tf.getBackend();
   return tf.getKernel(BN_ACT_TRAIN, b) !== undefined && tf.getKernel(BN_ACT_GRAD, b) !== undefined;
 }
@@ -33,7 +33,7 @@ export function batchNormActTrain(
   epsilon: number,
   alpha: number,
 ): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
-  const { forward, backward } = nativeKernels() ? trainKernels(epsilon, alpha) : trainOps(x, epsilon, alpha);
+  const { forward, backward } = fusedKernels() ? trainKernels(epsilon, alpha) : trainOps(x, epsilon, alpha);
   let stats: tf.Tensor[] = [];
   // customGrad's type takes the inputs as one rest parameter; ours are three tensors and the save function.
   const f = tf.customGrad(
@@ -58,7 +58,7 @@ interface TrainPasses {
   backward(dy: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[];
 }
 
-/** The native backend's kernels, one each way. */
+/** The backend's fused kernels (native, webgpu), one each way. */
 function trainKernels(epsilon: number, alpha: number): TrainPasses {
   return {
     forward: (x, gamma, beta) => {

@@ -171,7 +171,7 @@ export function cifarResNet(shape: ResNetShape, seed = 0): tfl.LayersModel {
       useBias: false,
       kernelInitializer: convInit(filters),
     }).apply(x) as tfl.SymbolicTensor;
-  // Batch norm and leaky ReLU as one layer (lib/nn/_fused.ts): one kernel each way on the native backend.
+  // Batch norm and leaky ReLU as one layer (lib/nn/_fused.ts): one kernel each way on the native and webgpu backends.
   const bnRelu = (x: tfl.SymbolicTensor, name: string) =>
     new BatchNormLeakyRelu({ momentum: BN.momentum, epsilon: BN.epsilon, alpha: LEAK, name: `${name}_bn_relu` })
       .apply(x) as tfl.SymbolicTensor;

@@ -6,7 +6,7 @@
  * @module
  */
 import { tf } from "../core/tf.ts";
-// The fused Adam and momentum kernels some backends register (the native and wasm ones).
+// The fused Adam and momentum kernels some backends register (native, wasm and webgpu).
 import { ADAM_UPDATE, MOMENTUM_UPDATE } from "../backends/kernel_names.ts";
 
 /** Runs a fused update kernel and assigns its outputs, in order, to `targets` (the variable, then its state). */
@@ -58,7 +58,7 @@ export class Adam implements Optimizer {
     const t = this.iterations;
     const a = this.lr * Math.sqrt(1 - this.beta2 ** t) / (1 - this.beta1 ** t);
     if (tf.getKernel(ADAM_UPDATE, tf.getBackend())) {
-      // One pass per variable where the backend has the fused kernel (native).
+      // One pass per variable where the backend has the fused kernel (native, wasm, webgpu).
       const attrs = { step: a, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon };
       grads.forEach((g, i) => {
         const inputs = { variable: this.vars[i], m: this.#m[i], v: this.#v[i], grad: g };
@@ -107,7 +107,7 @@ export class Momentum implements Optimizer {
   apply(grads: tf.Tensor[]): void {
     this.iterations++;
     if (tf.getKernel(MOMENTUM_UPDATE, tf.getBackend())) {
-      // One pass per variable where the backend has the fused kernel (native).
+      // One pass per variable where the backend has the fused kernel (native, wasm, webgpu).
       grads.forEach((g, i) => {
         const decay = this.weightDecay > 0 && this.decay[i] ? this.weightDecay : 0;
         const attrs = { lr: this.lr, momentum: this.momentum, decay };

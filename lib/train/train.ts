@@ -268,9 +268,12 @@ export async function trainStep(
   tf.dispose([correct!, ...Object.values(grads)]);
   if (xTrain !== x) xTrain.dispose();
   // Asynchronous reads: WebGPU has no synchronous one in Deno (and a GPU need not stall the thread).
-  const [loss, accuracy] = await Promise.all([value.data(), meanCorrect.data()]).then((d) => d.map((v) => v[0]));
-  tf.dispose([value, meanCorrect]);
-  return { loss, accuracy };
+  try {
+    const [loss, accuracy] = await Promise.all([value.data(), meanCorrect.data()]).then((d) => d.map((v) => v[0]));
+    return { loss, accuracy };
+  } finally {
+    tf.dispose([value, meanCorrect]);
+  }
 }
 
 /** The training adversary's ε at `step` (0-based): `eps`, or its linear ramp over the first `epsRamp` steps. */

@@ -29,7 +29,7 @@ import {
   STANDARDIZE_GRAD,
 } from "../kernel_names.ts";
 
-/** Invocations the first pass of a reduction aims at (enough to fill a large GPU). */
+/** Invocations the first pass of a reduction aims at (tens of thousands: a GPU's worth of warps). */
 const TARGET_THREADS = 1 << 16;
 /** The fewest values one invocation of the first pass reduces. */
 const MIN_SLICE = 16;
@@ -210,11 +210,12 @@ function elementwise(
   const n = tf.util.sizeFromShape(shape);
   const code = `
 fn main(index : i32) {
-  if (index >= ${i(n)}) { return; }
+  if (index >= uniforms.size) { return; }
   ${body}
 }`;
+  // The count is a uniform, not a constant: one pipeline serves every batch (an attack's shrinks as it goes).
   return backend.runWebGPUProgram(
-    program(`${key}_${n}`, Object.keys(inputs), shape, n, code),
+    { ...program(key, Object.keys(inputs), shape, n, code), size: true },
     Object.values(inputs),
     "float32",
   );

@@ -37,6 +37,14 @@ export interface ConvShape {
   padLeft: number;
 }
 
+/**
+ * The sizes in a shader's key, all but the batch: the shaders read the batch from TF.js's `outShape` uniform,
+ * so that an attack whose batch shrinks as examples break (Square, AutoAttack's stages) compiles nothing new.
+ */
+function batchless(s: ConvShape): string {
+  return Object.values({ ...s, batch: "n" }).join("_");
+}
+
 /** Neighbouring pixels (along a row) per invocation. */
 const PIXELS = 4;
 
@@ -67,12 +75,13 @@ function outputGroups(s: ConvShape): number {
 function forwardCode(s: ConvShape, vec4: boolean, epi: Epilogue): string {
   const out = (v: string, co: string) => {
     const biased = epi.bias ? `${v} + bias[${co}]` : v;
-    return epi.activation === "relu" ? `max(${biased}, 0.0)` : biased;
+    // As TF.js's ReLU: NaN stays NaN (WGSL's max may return either operand).
+    return epi.activation === "relu" ? `select(${biased}, 0.0, ${biased} < 0.0)` : biased;
   };
   const cv = outputGroups(s);
   const cob = Math.ceil(s.outC / (4 * cv)), pw = Math.ceil(s.outW / PIXELS);
   const cols = Array.from({ length: cv }, (_, c) => c);
-  const threads = s.batch * s.outH * pw * cob;
+  const perImage = s.outH * pw * cob;
   const wRow = (r: number, c: number) =>
     vec4 && c === 0
       ? load4("W", `wb + ${r * s.outC}`, "co0", s.outC, true)
@@ -81,7 +90,7 @@ function forwardCode(s: ConvShape, vec4: boolean, epi: Epilogue): string {
       : load4("W", `wb + ${r * s.outC + 4 * c}`, `co0 + ${4 * c}`, s.outC, false);
   return `
 fn main(index : i32) {
-  if (index >= ${i(threads)}) { return; }
+  if (index >= uniforms.outShape.x * ${i(perImage)}) { return; }
   let co0 = (index % ${cob}) * ${4 * cv};
   var t = index / ${cob};
   let ow0 = (t % ${pw}) * ${PIXELS};
@@ -165,7 +174,7 @@ function inputGradCode(s: ConvShape, vec4: boolean): string {
   const rows = groups.flatMap((q) => four.map((r) => 4 * q + r));
   return `
 fn main(index : i32) {
-  if (index >= ${i(inputGradThreads(s))}) { return; }
+  if (index >= uniforms.outShape.x * ${i(inputGradThreads({ ...s, batch: 1 }))}) { return; }
   let ci0 = (index % ${cib}) * ${4 * cg};
   var t = index / ${cib};
   let lane = t % ${lanes};
@@ -180,7 +189,7 @@ fn main(index : i32) {
     if (ohs < 0 || oh * ${s.strideH} != ohs || oh >= ${s.outH}) { continue; }
     for (var kw = 0; kw < ${s.kW}; kw = kw + 1) {
       let ows0 = iw0 + ${s.padLeft} - kw;
-      if (ows0 < 0 && ows0 + ${3 * sw} < 0) { continue; }
+      if (ows0 + ${3 * sw} < 0) { continue; }
       if ((ows0 % ${sw} + ${sw}) % ${sw} != 0) { continue; }
       ${
     px.map((p) =>
@@ -243,7 +252,7 @@ export function convForward(
   const vec4 = s.inC % 4 === 0 && s.outC % 4 === 0;
   const cob = Math.ceil(s.outC / (4 * outputGroups(s)));
   const threads = s.batch * s.outH * Math.ceil(s.outW / PIXELS) * cob;
-  const key = `conv_${Object.values(s).join("_")}_${vec4}_${epi.bias}_${epi.activation}`;
+  const key = `conv_${batchless(s)}_${vec4}_${epi.bias}_${epi.activation}`;
   const names = bias ? ["x", "W", "bias"] : ["x", "W"];
   const code = forwardCode(s, vec4, epi);
   const p = program(key, names, [s.batch, s.outH, s.outW, s.outC], threads, code, [vec4, vec4, false]);
@@ -254,7 +263,7 @@ export function convForward(
 export function convInputGrad(backend: GpuBackend, dy: tf.TensorInfo, w: tf.TensorInfo, s: ConvShape): tf.TensorInfo {
   const vec4 = s.inC % 4 === 0 && s.outC % 4 === 0;
   const threads = inputGradThreads(s);
-  const key = `conv_dx_${Object.values(s).join("_")}_${vec4}`;
+  const key = `conv_dx_${batchless(s)}_${vec4}`;
   const p = program(key, ["dy", "W"], [s.batch, s.inH, s.inW, s.inC], threads, inputGradCode(s, vec4), vec4);
   return backend.runWebGPUProgram(p, [dy, w], "float32");
 }

@@ -22,25 +22,22 @@ import { tf } from "../../core/tf.ts";
 import { type GpuBackend, i, program } from "./_program.ts";
 import { type ConvShape, convShape } from "./_conv.ts";
 
-/** Invocations the first pass aims at (enough to fill a large GPU; the slices are at least {@link MIN_SLICE} long). */
+/** Invocations the first pass aims at (tens of thousands: a GPU's worth of warps; slices at least {@link MIN_SLICE} long). */
 const TARGET_THREADS = 1 << 16;
 /** The shortest slice of the reduction one invocation takes. */
 const MIN_SLICE = 64;
-
-/** The sizes a filter gradient's shaders are specialised for (those of its convolution). */
-export type FilterGradShape = ConvShape;
 
 /**
  * Whether an invocation takes a whole filter row (all kW·inC weights of one kh) instead of 4 channels of one
  * tap: for channel counts that are not multiples of 4 and short rows (an image's 3 channels), where 4-channel
  * blocks would waste lanes and read x one masked element at a time.
  */
-function wholeRows(s: FilterGradShape): boolean {
+function wholeRows(s: ConvShape): boolean {
   return s.inC % 4 !== 0 && s.kW * s.inC <= 16;
 }
 
 /** How the reduction is cut: `slices` slices of `sliceLength` (the last one shorter). */
-export function filterGradPlan(s: FilterGradShape): { tiles: number; slices: number; sliceLength: number } {
+export function filterGradPlan(s: ConvShape): { tiles: number; slices: number; sliceLength: number } {
   const rowBlocks = wholeRows(s) ? s.kH : s.kH * s.kW * Math.ceil(s.inC / 4);
   const tiles = rowBlocks * Math.ceil(s.outC / (4 * colVecs(s)));
   const k = s.batch * s.outH * s.outW;
@@ -53,19 +50,19 @@ export function filterGradPlan(s: FilterGradShape): { tiles: number; slices: num
  * Output channels per invocation, in 4-wide groups: two (two 4-wide loads of dy per 4-wide load of x), or four
  * with {@link wholeRows}, whose loads of x are single elements.
  */
-function colVecs(s: FilterGradShape): number {
+function colVecs(s: ConvShape): number {
   return wholeRows(s) && s.outC > 8 ? 4 : s.outC > 4 ? 2 : 1;
 }
 
 /** WGSL: the output pixel (b, oh, ow) of the slice's first step `k0` of the reduction. */
-function start(s: FilterGradShape): string {
+function start(s: ConvShape): string {
   return `var ow = k0 % ${s.outW};
   var oh = (k0 / ${s.outW}) % ${s.outH};
   var b = k0 / ${s.outW * s.outH};`;
 }
 
 /** WGSL: the next output pixel, by counters (no division in the loop). */
-function advance(s: FilterGradShape): string {
+function advance(s: ConvShape): string {
   return `ow = ow + 1;
     if (ow == ${s.outW}) {
       ow = 0;
@@ -75,7 +72,7 @@ function advance(s: FilterGradShape): string {
 }
 
 /** The WGSL of the first pass: partial sums [slices, kH·kW·inC, outC]. */
-function partialCode(s: FilterGradShape, slices: number, sliceLength: number, vec4: boolean): string {
+function partialCode(s: ConvShape, slices: number, sliceLength: number, vec4: boolean): string {
   const cv = colVecs(s);
   const cib = Math.ceil(s.inC / 4), cob = Math.ceil(s.outC / (4 * cv));
   const n = s.outC, m = s.kH * s.kW * s.inC, k = s.batch * s.outH * s.outW;
@@ -135,7 +132,7 @@ fn main(index : i32) {
 }
 
 /** The WGSL of the first pass for {@link wholeRows}: each invocation one kh × all kW·inC × 4·cv output channels. */
-function partialRowsCode(s: FilterGradShape, slices: number, sliceLength: number, dyVec4: boolean): string {
+function partialRowsCode(s: ConvShape, slices: number, sliceLength: number, dyVec4: boolean): string {
   const cv = colVecs(s);
   const cob = Math.ceil(s.outC / (4 * cv));
   const n = s.outC, m = s.kH * s.kW * s.inC, k = s.batch * s.outH * s.outW, row = s.kW * s.inC;
@@ -205,7 +202,7 @@ export function filterGrad(
   backend: GpuBackend,
   x: tf.TensorInfo,
   dy: tf.TensorInfo,
-  s: FilterGradShape,
+  s: ConvShape,
 ): tf.TensorInfo {
   const { tiles, slices, sliceLength } = filterGradPlan(s);
   const filterShape = [s.kH, s.kW, s.inC, s.outC];

@@ -4,8 +4,8 @@
  *
  * TF.js wraps `getUserCode()` in a preamble: the output buffer `result` (binding 0), one read-only buffer per
  * name in `variableNames` (element type f32, or vec4<f32> where `variableComponents` says 4), the uniforms
- * (shapes and strides, which our shaders do not use: every size is a constant in the source, and in the key),
- * and an entry point that calls `main(index)`, `index` being the flat invocation index of a one-dimensional
+ * (the inputs' and the output's shapes and strides; with `size`, the output's element count; then a program's
+ * own), and an entry point that calls `main(index)`, `index` being the flat invocation index of a one-dimensional
  * dispatch (TF.js folds dispatches wider than the device allows into two or three dimensions; `index` stays
  * flat, so every shader checks it against its own count).
  *
@@ -25,6 +25,8 @@ export interface Program {
   dispatchLayout: { x: number[] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
+  /** TF.js then adds `uniforms.size`, the output's element count (÷ its components), for a shader's bound. */
+  size?: boolean;
   getUserCode(): string;
 }
 
@@ -63,7 +65,8 @@ export function program(
     workgroupSize: [WORKGROUP, 1, 1],
     // The pipeline's bind group layout is derived from what the entry point uses, and TF.js always binds the
     // uniforms: a shader that does not mention them fails validation, and its dispatch is silently dropped.
-    getUserCode: () => code.replace(header, `${header}\n  _ = uniforms.NAN;`),
+    // A folded dispatch's index is computed as a u32: past 2³¹ it would turn negative.
+    getUserCode: () => code.replace(header, `${header}\n  _ = uniforms.NAN;\n  if (index < 0) { return; }`),
   };
 }
 
